@@ -7,8 +7,8 @@ from typing import ClassVar
 import tensorflow as tf
 
 from augment import levels
-from augment.base import Param, Stage, split_seed
-from augment.chain import apply_op_chain
+from augment.base import Param, split_seed
+from augment.chain import OpChainStage
 from augment.randaugment import draw_centers, draw_signs
 
 # (op, probability, level) sub-policies from the AutoAugment paper, as in Model Garden augment.py.
@@ -123,7 +123,7 @@ def check_policy(value) -> str | None:
     return None
 
 
-class AutoAugment(Stage):
+class AutoAugment(OpChainStage):
     """One sub-policy drawn uniformly per image; each of its ops fires with its probability."""
 
     name = "autoaugment"
@@ -177,13 +177,3 @@ class AutoAugment(Stage):
             "args": args,
             "centers": draw_centers([length], image_shape, s_center),
         }
-
-    def apply(self, images, params):
-        return apply_op_chain(
-            images,
-            params["base_ids"],
-            params["args"],
-            params["centers"],
-            self.base_names,
-            self.config["interpolation"],
-        )

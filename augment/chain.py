@@ -18,6 +18,7 @@ import functools
 import tensorflow as tf
 
 from augment import ops
+from augment.base import Stage
 
 _ID = {name: index for index, name in enumerate(ops.BASE_OPS)}
 
@@ -204,3 +205,20 @@ def apply_op_chain(
             moved, lambda: _warp_kernel(interpolation)(images, matrix), lambda: tf.identity(images)
         )
     return images if input_dtype == tf.uint8 else to_float32(images)
+
+
+class OpChainStage(Stage):
+    """A stage whose drawn parameters are one op chain per image: `base_ids`, `args`, `centers`.
+
+    Subclasses draw the chain in `sample`; applying it is the same batched engine for all.
+    """
+
+    def apply(self, images: tf.Tensor, params: dict[str, tf.Tensor]) -> tf.Tensor:
+        return apply_op_chain(
+            images,
+            params["base_ids"],
+            params["args"],
+            params["centers"],
+            self.base_names,
+            self.config["interpolation"],
+        )

@@ -7,8 +7,8 @@ from typing import ClassVar
 import tensorflow as tf
 
 from augment import levels
-from augment.base import Param, Stage, split_seed
-from augment.chain import apply_op_chain
+from augment.base import Param, split_seed
+from augment.chain import OpChainStage
 
 # Model Garden's 16 ops plus identity (which Model Garden reaches through its default branch).
 DEFAULT_OPS = (
@@ -53,7 +53,7 @@ def draw_centers(shape, image_shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.floor(tf.random.stateless_uniform([*shape, 2], seed) * size)
 
 
-class RandAugment(Stage):
+class RandAugment(OpChainStage):
     """``num_ops`` ops drawn uniformly with replacement per image, each at level ``magnitude``.
 
     With ``magnitude_std`` > 0 the level is ``magnitude + magnitude_std * N(0, 1)`` per op, clipped
@@ -110,13 +110,3 @@ class RandAugment(Stage):
             "args": args,
             "centers": draw_centers([n], image_shape, s_center),
         }
-
-    def apply(self, images, params):
-        return apply_op_chain(
-            images,
-            params["base_ids"],
-            params["args"],
-            params["centers"],
-            self.base_names,
-            self.config["interpolation"],
-        )

@@ -1,55 +1,26 @@
 """Speed of evaluation.corruptions vs the imagecorruptions package: all 19 x 5 on 224x224 images.
 
-Run: python benchmarks/bench_corruptions.py [--batch 16] [--ref-images 2]
+Run: python -m benchmarks.bench_corruptions [--batch 16] [--ref-images 2]
 Both run in this process on the same images (a natural 224x224 crop, tiled into a batch); ours
 corrupts the batch at once (timed after one warm-up call per corruption and severity), the reference
 one image at a time. imagecorruptions 1.1.2 needs shims on NumPy 2 / scikit-image 0.26: np.float_,
-multichannel= -> channel_axis=, and pkg_resources.resource_filename (applied below, not in the
-package).
+multichannel= -> channel_axis=, and pkg_resources.resource_filename
+(`benchmarks/imagecorruptions_compat.py`, not in the package).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
-import pathlib
-import sys
 import time
-import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 from tqdm import tqdm
 
+from benchmarks.imagecorruptions_compat import load_imagecorruptions
 from evaluation import corruptions
-
-
-def load_reference():
-    if not hasattr(np, "float_"):
-        setattr(np, "float_", np.float64)  # noqa: B010 (removed in NumPy 2)
-    if importlib.util.find_spec("pkg_resources") is None:
-        shim = types.ModuleType("pkg_resources")
-        shim.resource_filename = lambda pkg, rel: str(
-            pathlib.Path(importlib.import_module(pkg).__file__).parent / rel
-        )
-        sys.modules["pkg_resources"] = shim
-    import skimage.filters
-
-    gaussian = skimage.filters.gaussian
-
-    def gaussian_compat(*args, multichannel=None, **kwargs):
-        if multichannel:
-            kwargs["channel_axis"] = -1
-        return gaussian(*args, **kwargs)
-
-    import imagecorruptions
-    import imagecorruptions.corruptions as icc
-
-    icc.gaussian = gaussian_compat
-    return imagecorruptions
 
 
 def main() -> None:
@@ -61,7 +32,7 @@ def main() -> None:
 
     image = np.ascontiguousarray(skimage.data.chelsea()[:224, 40:264])
     batch = np.repeat(image[None], args.batch, axis=0)
-    reference = load_reference()
+    reference, _ = load_imagecorruptions()
     names = corruptions.corruption_names("all")
     rows = []
     for name in tqdm(names, desc="corruptions"):

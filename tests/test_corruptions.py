@@ -7,44 +7,21 @@ Stochastic ones: the reference's statistics (mean absolute change, mean); their 
 
 import importlib
 import importlib.util
-import pathlib
-import sys
-import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks.imagecorruptions_compat import load_imagecorruptions
 from evaluation import corruptions as C
 
 
 def _load_reference():
-    """imagecorruptions with the two documented shims (and a pkg_resources stand-in)."""
+    """imagecorruptions with the documented NumPy 2 / scikit-image shims."""
     pytest.importorskip("skimage")
     if importlib.util.find_spec("imagecorruptions") is None:
         pytest.skip("imagecorruptions not installed")
-    if not hasattr(np, "float_"):
-        setattr(np, "float_", np.float64)  # noqa: B010 (removed in NumPy 2)
-    if importlib.util.find_spec("pkg_resources") is None and "pkg_resources" not in sys.modules:
-        shim = types.ModuleType("pkg_resources")
-        shim.resource_filename = lambda pkg, rel: str(
-            pathlib.Path(importlib.import_module(pkg).__file__).parent / rel
-        )
-        sys.modules["pkg_resources"] = shim
-    import skimage.filters
-
-    gaussian = skimage.filters.gaussian
-
-    def gaussian_compat(*args, multichannel=None, **kwargs):
-        if multichannel:
-            kwargs["channel_axis"] = -1
-        return gaussian(*args, **kwargs)
-
-    import imagecorruptions
-    import imagecorruptions.corruptions as icc
-
-    icc.gaussian = gaussian_compat
-    return imagecorruptions, icc
+    return load_imagecorruptions()
 
 
 @pytest.fixture(scope="module")

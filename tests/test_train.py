@@ -1,0 +1,106 @@
+"""The training engine's parts, checked against hand-worked values."""
+
+import keras
+import numpy as np
+import pytest
+
+from recipes import train
+from recipes.train import TrainConfig
+
+
+def _tiny_model() -> keras.Model:
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(5, use_bias=False, name="layer1.0.conv1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    outputs = keras.layers.Dense(3, name="fc")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _first_step_changes(config: TrainConfig) -> dict[str, float]:
+    model = _tiny_model()
+    model.compile(
+        optimizer=train.make_optimizer(config, total_steps=10),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+    )
+    before = {v.path: np.array(v) for v in model.trainable_variables}
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 6)).astype("float32")
+    y = np.eye(3, dtype="float32")[rng.integers(0, 3, 16)]
+    model.train_on_batch(x, y)
+    return {
+        path: float(np.max(np.abs(np.array(v) - before[path])))
+        for path, v in ((v.path, v) for v in model.trainable_variables)
+    }
+
+
+def test_pretrained_backbone_learns_ten_times_slower_than_head():
+    # Adam's first step moves every weight by lr * sign(gradient) (bias-corrected m/sqrt(v) = +-1).
+    config = TrainConfig("t", "tiny", pretrain="supervised", learning_rate=1e-3, weight_decay=0.0)
+    changes = _first_step_changes(config)
+    head = [c for path, c in changes.items() if "/fc/" in f"/{path}"]
+    backbone = [c for path, c in changes.items() if "/fc/" not in f"/{path}"]
+    assert len(head) == 2 and len(backbone) == 3
+    np.testing.assert_allclose(head, 1e-3, rtol=1e-3)
+    np.testing.assert_allclose(backbone, 1e-4, rtol=1e-3)
+
+
+def test_from_scratch_every_variable_gets_the_same_learning_rate():
+    config = TrainConfig("t", "tiny", pretrain="none", learning_rate=1e-3, weight_decay=0.0)
+    np.testing.assert_allclose(list(_first_step_changes(config).values()), 1e-3, rtol=1e-3)
+
+
+def test_step_and_cosine_schedules_follow_their_formulas():
+    step = train.SCHEDULES["step"](1.0, 100)
+    assert [float(step(s)) for s in (0, 50, 51, 75, 76)] == pytest.approx(
+        [1.0, 1.0, 0.1, 0.1, 0.01]
+    )
+    cosine = train.SCHEDULES["cosine"](1.0, 100)
+    for s in (0, 25, 50, 100):
+        assert float(cosine(s)) == pytest.approx(0.5 * (1 + np.cos(np.pi * s / 100)), abs=1e-6)
+    assert train.SCHEDULES["constant"](0.3, 100) == 0.3
+
+
+def test_freeze_batchnorm_freezes_only_batchnorm():
+    model = _tiny_model()
+    assert train.freeze_batchnorm(model) == 1
+    assert not model.get_layer("bn1").trainable
+    assert model.get_layer("fc").trainable
+    assert len(model.trainable_variables) == 3
+
+
+def test_trim_history_drops_rows_of_unfinished_epochs(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,accuracy\n0,0.5\n1,0.6\n2,0.7\n2,0.7\n")
+    train.trim_history(path, 2)
+    assert path.read_text().splitlines() == ["epoch,accuracy", "0,0.5", "1,0.6"]
+
+
+@pytest.mark.parametrize(
+    ("function", "value", "allowed"),
+    [
+        (train.configure_precision, "maybe", "['auto', 'on', 'off']"),
+        (train.make_strategy, "tpu", "['auto', 'default', 'mirrored']"),
+    ],
+)
+def test_bad_choices_name_the_allowed_values(function, value, allowed):
+    with pytest.raises(ValueError, match=f"got '{value}'") as error:
+        function(value)
+    assert allowed in str(error.value)
+
+
+def test_unknown_schedule_is_refused():
+    with pytest.raises(
+        ValueError, match=r"schedule must be one of \['constant', 'cosine', 'step'\]"
+    ):
+        train.make_optimizer(TrainConfig("t", "tiny", schedule="linear"), 10)
+
+
+def test_jensen_shannon_training_loss_splits_the_stacked_batch():
+    import augment
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(3, 4, 5)).astype("float32")
+    labels = np.eye(5, dtype="float32")[[0, 1, 2, 3]]
+    stacked = train.augmix_training_loss(np.concatenate([labels] * 3), logits.reshape(12, 5))
+    direct = augment.jensen_shannon_loss(labels, logits[0], logits[1], logits[2])
+    assert float(stacked) == pytest.approx(float(direct), rel=1e-6)

@@ -162,3 +162,22 @@ def test_recipe_modules_do_not_leak_into_lower_packages():
                 if name.endswith(".py"):
                     text = open(os.path.join(root, name)).read()
                     assert "import recipes" not in text and "from recipes" not in text, name
+
+
+@pytest.fixture
+def restore_float32():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_pathmnist_augmix_jsd_under_mixed_precision(tmp_path, restore_float32):
+    write_pathmnist_npz(tmp_path)
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(tmp_path), "--no-download", *FAST, "--policy", "augmix-jsd"]
+    assert pathmnist.main([*argv, "--mixed-precision", "on", "--out", str(out)]) == 0
+    assert keras.mixed_precision.global_policy().name == "mixed_float16"
+    model = assert_run_directory(out)
+    assert model.get_layer("layer1.0.conv1").compute_dtype == "float16"
+    assert model.get_layer("fc").compute_dtype == "float32"
+    history = (out / "history.csv").read_text().splitlines()
+    assert len(history) == 2 and "val_accuracy" in history[0]

@@ -151,19 +151,10 @@ class AutoAugment(OpChainStage):
         self.level_table = tf.constant([[float(o[2]) for o in s] for s in padded])
 
     def sample(self, seed, image_shape):
-        c = self.config
         s_sub, s_apply, s_sign, s_center = split_seed(seed, 4)
         n_sub, length = self.choices.shape
         sub = tf.random.stateless_uniform([], s_sub, 0, n_sub, dtype=tf.int32)
-        translate = c["translate_const"]
-        if c["translate_frac"] is not None:
-            translate = c["translate_frac"] * tf.cast(tf.reduce_max(image_shape[:2]), tf.float32)
-        hparams = {
-            "translate_const": translate,
-            "cutout_const": c["cutout_const"],
-            "translate_frac": 0.45,
-            "image_size": tf.cast(image_shape[:2], tf.float32),
-        }
+        hparams = self.level_hparams(image_shape)
         base_ids, args = levels.level_to_base_args(
             self.op_names,
             tf.gather(self.choices, sub),

@@ -213,6 +213,22 @@ class OpChainStage(Stage):
     Subclasses draw the chain in `sample`; applying it is the same batched engine for all.
     """
 
+    def level_hparams(self, image_shape: tf.Tensor) -> dict:
+        """Hyper-parameters of the level-to-argument table for an image of `image_shape`.
+
+        Translations are `translate_const` pixels, or `translate_frac` of the longer side when set.
+        """
+        translate = self.config["translate_const"]
+        if self.config["translate_frac"] is not None:
+            longer = tf.cast(tf.reduce_max(image_shape[:2]), tf.float32)
+            translate = self.config["translate_frac"] * longer
+        return {
+            "translate_const": translate,
+            "cutout_const": self.config["cutout_const"],
+            "translate_frac": 0.45,
+            "image_size": tf.cast(image_shape[:2], tf.float32),
+        }
+
     def apply(self, images: tf.Tensor, params: dict[str, tf.Tensor]) -> tf.Tensor:
         return apply_op_chain(
             images,

@@ -91,15 +91,7 @@ class RandAugment(OpChainStage):
         choice = tf.random.stateless_uniform([n], s_op, 0, len(self.op_names), dtype=tf.int32)
         level = c["magnitude"] + c["magnitude_std"] * tf.random.stateless_normal([n], s_level)
         level = tf.clip_by_value(level, 0.0, levels.MAX_LEVEL)
-        translate = c["translate_const"]
-        if c["translate_frac"] is not None:
-            translate = c["translate_frac"] * tf.cast(tf.reduce_max(image_shape[:2]), tf.float32)
-        hparams = {
-            "translate_const": translate,
-            "cutout_const": c["cutout_const"],
-            "translate_frac": 0.45,
-            "image_size": tf.cast(image_shape[:2], tf.float32),
-        }
+        hparams = self.level_hparams(image_shape)
         base_ids, args = levels.level_to_base_args(
             self.op_names, choice, level, draw_signs([n], s_sign), hparams
         )

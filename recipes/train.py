@@ -300,7 +300,8 @@ def fit(
     state = epoch_checkpoint.read_state()
     initial_epoch = 0
     if state is not None:
-        model.optimizer.build(model.trainable_variables)
+        with strategy.scope():  # optimizer slots are mirrored like the weights
+            model.optimizer.build(model.trainable_variables)
         model.load_weights(epoch_checkpoint.weights_path)
         initial_epoch = state["epoch"]
         if state["best"] is not None:

@@ -1,14 +1,22 @@
 """Applies per-image op sequences (one op per image per slot) to a whole batch at once.
 
-This is what makes RandAugment, AutoAugment and AugMix fast. Images stay uint8 between slots.
-Per slot, the point ops (autocontrast, equalize, invert, posterize, solarize, solarize_add,
-contrast, brightness, identity) become one per-image, per-channel 256-entry look-up table applied
-by ONE XLA-compiled gather over the batch; the statistics they need (min/max, mean gray,
-histograms) and the ops that are not point ops (color, sharpness) are computed outside XLA on
-only the images that drew them. The geometric ops of an image are composed into one matrix and
-applied by ONE warp per batch after the pixel ops; compared with applying them in drawn order,
-fill pixels stay exactly gray (a pixel op drawn after a geometric op does not recolour them) and
-histogram ops see the unwarped image.
+This is what makes RandAugment, AutoAugment and AugMix fast: per slot, an image pays only for the
+op it drew. The engine keeps, per image, the uint8 pixels it last computed, a pending 256-entry
+look-up table per channel and a pending 3x3 geometric matrix:
+
+- point ops (invert, posterize, solarize, solarize_add, brightness) rewrite the table only;
+- point ops that need statistics of the current image (autocontrast, contrast, equalize) compute
+  them on the images that drew them only, then rewrite their tables;
+- ops that need the pixels (color, sharpness, cutout) run on the images that drew them only; their
+  results replace those images, whose tables restart from identity;
+- geometric ops multiply the image's matrix.
+
+At the end ONE XLA pass applies every table and every matrix (a warp written with gathers, since
+``ImageProjectiveTransformV3`` has no XLA kernel and is slower on CPU). Tables are rounded to
+integers in [0, 255] after each slot, so the result is that of applying the ops to uint8 images
+one after another, except that the geometric ops act last: fill pixels stay exactly gray (a pixel
+op drawn after a geometric op does not recolour them) and histogram ops see the unwarped image.
+Subsets are padded to a power of two so that XLA compiles a few shapes only.
 """
 
 from __future__ import annotations
@@ -21,11 +29,17 @@ from augment import ops
 from augment.base import Stage
 
 _ID = {name: index for index, name in enumerate(ops.BASE_OPS)}
+# Ops computed on pixels, on the images that drew them.
+_PIXEL_OPS = ("color", "sharpness", "cutout")
+
+
+def _quantize_float(values: tf.Tensor) -> tf.Tensor:
+    return tf.clip_by_value(tf.round(values), 0.0, 255.0)
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
 def _quantize(images: tf.Tensor) -> tf.Tensor:
-    return tf.cast(tf.clip_by_value(tf.round(images), 0.0, 255.0), tf.uint8)
+    return tf.cast(_quantize_float(images), tf.uint8)
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
@@ -39,111 +53,126 @@ def to_uint8(images: tf.Tensor) -> tf.Tensor:
     return images if images.dtype == tf.uint8 else _quantize(images)
 
 
+def _identity_tables(batch: tf.Tensor, channels: tf.Tensor) -> tf.Tensor:
+    """Tables ``[B, 1, 256, C]`` that map every value to itself."""
+    values = tf.range(256.0)[None, None, :, None]
+    return tf.broadcast_to(values, tf.stack([batch, 1, 256, channels]))
+
+
+def _look_up(images: tf.Tensor, tables: tf.Tensor) -> tf.Tensor:
+    """Maps uint8 ``images`` through their tables ``[B, 1, 256, C]``; uint8 out."""
+    return ops.apply_lut(images, tf.cast(tf.transpose(tables[:, 0], [0, 2, 1]), tf.uint8))
+
+
 @functools.cache
-def _point_kernel(op_names: tuple[str, ...]):
-    """XLA kernel: per image, the point op (or cutout) ``base_ids`` selects, on uint8 images.
+def _point_kernel(names: tuple[str, ...]):
+    """XLA: composes each image's table with the statistic-free point op it drew, if any."""
 
-    Point ops become one per-image, per-channel look-up table (computed on the 256 values, not
-    the pixels, from statistics computed beforehand), so they cost one gather whatever their number.
-    """
-    point_names = [n for n in op_names if n in ops.POINT_OPS]
-
-    def kernel(images, base_ids, args, centers, stats, equalize_lut):
-        selector = tf.reshape(base_ids, [-1, 1, 1, 1])
-        shape = tf.shape(images)
-        values = tf.broadcast_to(
-            tf.range(256.0)[None, None, :, None], tf.stack([shape[0], 1, 256, shape[3]])
-        )
-        table = values
-        for name in point_names:
-            table = tf.where(selector == _ID[name], ops.POINT_OPS[name](values, args, stats), table)
-        lut = tf.transpose(table[:, 0], [0, 2, 1])
-        if "equalize" in op_names:
-            lut = tf.where(tf.reshape(base_ids == _ID["equalize"], [-1, 1, 1]), equalize_lut, lut)
-        out = ops.apply_lut(images, tf.cast(tf.clip_by_value(tf.round(lut), 0.0, 255.0), tf.uint8))
-        if "cutout" in op_names:
-            blank = ops.cutout(tf.zeros_like(images[..., :1], tf.float32), args, centers, 1.0)
-            cut = (selector == _ID["cutout"]) & (blank > 0.5)
-            out = tf.where(cut, tf.constant(int(ops.FILL_VALUE), tf.uint8), out)
+    def kernel(tables, ids, args):
+        selector = tf.reshape(ids, [-1, 1, 1, 1])
+        out = tables
+        for name in names:
+            mapped = _quantize_float(ops.POINT_OPS[name](tables, args))
+            out = tf.where(selector == _ID[name], mapped, out)
         return out
 
     return tf.function(kernel, jit_compile=True, reduce_retracing=True)
 
 
 @functools.cache
-def _warp_kernel(interpolation: str):
-    def kernel(images, matrices):
-        if interpolation == "nearest":  # gathers only: stays uint8
-            return ops.warp(images, matrices, interpolation, ops.FILL_VALUE)
-        warped = ops.warp(tf.cast(images, tf.float32), matrices, interpolation)
-        return tf.cast(tf.clip_by_value(tf.round(warped), 0.0, 255.0), tf.uint8)
+def _statistic_kernel(name: str):
+    """XLA: the new tables of images that drew the statistic point op ``name``."""
+
+    def kernel(current, tables, args, centers):
+        return _quantize_float(ops.STATISTIC_POINT_OPS[name](tables, current, args))
 
     return tf.function(kernel, jit_compile=True, reduce_retracing=True)
 
 
-def _on_subset(fn, images: tf.Tensor, args: tf.Tensor, selected: tf.Tensor, shape, dtype):
-    """``fn(images, args)`` on the selected images only, scattered into zeros of ``shape``.
+@functools.cache
+def _pixel_kernel(name: str):
+    """XLA: the new pixels of images that drew the pixel op ``name``."""
 
-    Used outside XLA for what is cheaper on the few images that drew an op than on the batch.
+    def kernel(current, tables, args, centers):
+        return _quantize(ops.PIXEL_OPS[name](tf.cast(current, tf.float32), args, centers))
+
+    return tf.function(kernel, jit_compile=True, reduce_retracing=True)
+
+
+@functools.cache
+def _warp_kernel(interpolation: str):
+    """XLA: the images warped by their matrices."""
+
+    def kernel(images, matrices):
+        if interpolation == "nearest":  # gathers only: stays uint8
+            return ops.warp(images, matrices, interpolation, ops.FILL_VALUE)
+        return _quantize(ops.warp(tf.cast(images, tf.float32), matrices, interpolation))
+
+    return tf.function(kernel, jit_compile=True, reduce_retracing=True)
+
+
+# The look-up is a kernel of its own: fused into an op's kernel, XLA would redo its gathers for
+# every use of a pixel (nine for sharpness).
+_look_up_kernel = tf.function(_look_up, jit_compile=True, reduce_retracing=True)
+_scatter_kernel = tf.function(tf.tensor_scatter_nd_update, jit_compile=True, reduce_retracing=True)
+
+
+# Row counts the XLA kernels are compiled for: 1, 2, 3, 4, 6, 8, 12, ... (at most a third wasted).
+_ROW_COUNTS = sorted({m * 2**i for i in range(30) for m in (2, 3)} | {1})
+
+
+def _padded_indices(selected: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Indices of the ``selected`` rows, and the same padded to the next of `_ROW_COUNTS`
+    (capped at the batch) by repeating the first, so that the XLA kernels see few shapes."""
+    index = tf.cast(tf.where(selected)[:, 0], tf.int32)
+    count = tf.size(index)
+    batch = tf.size(selected)
+    sizes = tf.constant(_ROW_COUNTS, tf.int32)
+    padded = tf.minimum(tf.gather(sizes, tf.searchsorted(sizes, count[None])[0]), batch)
+    filler = tf.fill(tf.maximum(padded - count, 0)[None], index[0])
+    return index, tf.concat([index, filler], 0)
+
+
+def _on_rows(function, selected: tf.Tensor, inputs: tuple, like: tf.Tensor) -> tuple:
+    """``function(*rows of inputs)`` on the ``selected`` rows only.
+
+    Args:
+        function: maps rows of ``inputs`` to rows like those of ``like``.
+        selected: bool ``[B]``.
+        inputs: tensors with ``B`` rows.
+        like: a tensor whose rows the result is like.
+
+    Returns:
+        ``(index [k], result [k, ...])``.
     """
-    index = tf.cast(tf.where(selected), tf.int32)
 
     def compute():
-        result = fn(tf.gather_nd(images, index), tf.gather_nd(args, index))
-        return tf.scatter_nd(index, tf.cast(result, dtype), shape)
+        index, padded = _padded_indices(selected)
+        result = function(*(tf.gather(t, padded) for t in inputs))
+        return index, result[: tf.size(index)]
 
-    return tf.cond(tf.reduce_any(selected), compute, lambda: tf.zeros(shape, dtype))
+    def nothing():
+        return tf.zeros([0], tf.int32), tf.zeros_like(like[:0])
 
-
-def _replace_subset(fn, out: tf.Tensor, images, args, selected) -> tf.Tensor:
-    """Replaces the selected images of ``out`` by ``fn(images, args)`` computed on them only."""
-    index = tf.cast(tf.where(selected), tf.int32)
-
-    def compute():
-        subset = tf.cast(tf.gather_nd(images, index), tf.float32)
-        result = tf.clip_by_value(tf.round(fn(subset, tf.gather_nd(args, index))), 0.0, 255.0)
-        return tf.tensor_scatter_nd_update(out, index, tf.cast(result, tf.uint8))
-
-    return tf.cond(tf.reduce_any(selected), compute, lambda: out)
+    return tf.cond(tf.reduce_any(selected), compute, nothing)
 
 
-def _slot_stats(images, args, ids, op_names, shape) -> tuple[dict, tf.Tensor]:
-    """Per-image statistics the point ops need, computed on the images that drew them."""
-    batch, channels = shape[0], shape[3]
-    per_channel = tf.stack([batch, 1, 1, channels])
-    stats = {"lo": tf.zeros([1, 1, 1, 1]), "hi": tf.zeros([1, 1, 1, 1])}
-    stats["mean_gray"] = tf.zeros([1, 1, 1, 1])
-    equalize_lut = tf.zeros([1, 1, 256])
-    if "autocontrast" in op_names:
-        chose = ids == _ID["autocontrast"]
-        for key, reduce in (("lo", tf.reduce_min), ("hi", tf.reduce_max)):
-            stats[key] = _on_subset(
-                lambda x, a, r=reduce: tf.cast(r(x, axis=[1, 2], keepdims=True), tf.float32),
-                images,
-                args,
-                chose,
-                per_channel,
-                tf.float32,
-            )
-    if "contrast" in op_names:
-        stats["mean_gray"] = _on_subset(
-            lambda x, a: ops.mean_gray(tf.cast(x, tf.float32)),
-            images,
-            args,
-            ids == _ID["contrast"],
-            tf.stack([batch, 1, 1, 1]),
-            tf.float32,
-        )
-    if "equalize" in op_names:
-        equalize_lut = _on_subset(
-            lambda x, a: ops.equalize_lut(x),
-            images,
-            args,
-            ids == _ID["equalize"],
-            tf.stack([batch, channels, 256]),
-            tf.float32,
-        )
-    return stats, equalize_lut
+def _on_current(kernel, identity_tables: bool):
+    """``kernel(current pixels, tables, args, centers)`` as a function of
+    ``(images, tables, args, centers)``; ``identity_tables`` says (statically) that the current
+    pixels are the images."""
+
+    def function(images, tables, args, centers):
+        current = images if identity_tables else _look_up_kernel(images, tables)
+        return kernel(current, tables, args, centers)
+
+    return function
+
+
+def _scatter_rows(tensor: tf.Tensor, updates: list[tuple]) -> tf.Tensor:
+    """Replaces rows of ``tensor`` by the ``(index, rows)`` of ``updates`` (disjoint indices)."""
+    index = tf.concat([i for i, _ in updates], 0)[:, None]
+    return _scatter_kernel(tensor, index, tf.concat([rows for _, rows in updates], 0))
 
 
 def apply_op_chain(
@@ -168,42 +197,49 @@ def apply_op_chain(
         ``[B, H, W, C]`` rounded to integers in [0, 255] after each slot: uint8 for uint8
         ``images`` (no conversion at all), float32 otherwise.
     """
-    pixel_names = tuple(n for n in op_names if n in ops.PIXEL_OPS and n != "identity")
-    kernel_names = tuple(
-        n for n in pixel_names if n in ops.POINT_OPS or n in ("equalize", "cutout")
-    )
+    point_names = tuple(n for n in op_names if n in ops.POINT_OPS)
+    statistic_names = tuple(n for n in op_names if n in ops.STATISTIC_POINT_OPS)
+    pixel_names = tuple(n for n in op_names if n in _PIXEL_OPS)
     geometric_names = tuple(n for n in op_names if n in ops.GEOMETRIC_MATRICES)
     shape = tf.shape(images)
     input_dtype = images.dtype
     images = to_uint8(images)
+    tables = _identity_tables(shape[0], shape[3])
+    identity_tables = True  # statically known: no table was rewritten yet
     matrix = tf.eye(3, batch_shape=shape[:1])
     for slot in range(base_ids.shape[1]):
-        ids, slot_args, slot_centers = base_ids[:, slot], args[:, slot], centers[:, slot]
-        out = images
-        if kernel_names:
-            stats, equalize_lut = _slot_stats(images, slot_args, ids, kernel_names, shape)
-            out = _point_kernel(kernel_names)(
-                images, ids, slot_args, slot_centers, stats, equalize_lut
+        ids, slot_args = base_ids[:, slot], args[:, slot]
+        inputs = (images, tables, slot_args, centers[:, slot])
+        statistic = [
+            _on_rows(
+                _on_current(_statistic_kernel(n), identity_tables), ids == _ID[n], inputs, tables
             )
-        for name in ("color", "sharpness"):
-            if name in pixel_names:
-                out = _replace_subset(
-                    lambda x, a, n=name: ops.PIXEL_OPS[n](x, a, None),
-                    out,
-                    images,
-                    slot_args,
-                    ids == _ID[name],
-                )
-        images = out
+            for n in statistic_names
+        ]
+        pixel = [
+            _on_rows(_on_current(_pixel_kernel(n), identity_tables), ids == _ID[n], inputs, images)
+            for n in pixel_names
+        ]
+        if point_names:
+            tables = _point_kernel(point_names)(tables, ids, slot_args)
+        if statistic:
+            tables = _scatter_rows(tables, statistic)
+        if pixel:
+            images = _scatter_rows(images, pixel)
+            if not identity_tables:
+                restart = [(i, _identity_tables(tf.size(i), shape[3])) for i, _ in pixel]
+                tables = _scatter_rows(tables, restart)
+        identity_tables = identity_tables and not (point_names or statistic_names)
         for name in geometric_names:
             chosen = tf.reshape(ids == _ID[name], [-1, 1, 1])
             slot_matrix = ops.GEOMETRIC_MATRICES[name](slot_args, shape[1], shape[2])
             matrix = tf.matmul(matrix, tf.where(chosen, slot_matrix, tf.eye(3)))
+    if not identity_tables:
+        images = _look_up_kernel(images, tables)
     if geometric_names:
-        moved = tf.reduce_any(tf.abs(matrix - tf.eye(3)) > 1e-6)
-        images = tf.cond(
-            moved, lambda: _warp_kernel(interpolation)(images, matrix), lambda: tf.identity(images)
-        )
+        moved = tf.reduce_any(tf.abs(matrix - tf.eye(3)) > 1e-6, axis=[1, 2])
+        warp = _warp_kernel(interpolation)
+        images = _scatter_rows(images, [_on_rows(warp, moved, (images, matrix), images)])
     return images if input_dtype == tf.uint8 else to_float32(images)
 
 

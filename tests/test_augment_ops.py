@@ -233,6 +233,6 @@ def test_op_chain_pixel_ops_equal_pure_ops(name):
     out = apply_op_chain(images, base_ids, args, centers, names).numpy()
     expected = tf.round(ops.PIXEL_OPS[name](images, args[:, 0], centers[:, 0])).numpy()
     # Blends truncate; XLA's fused multiply-adds can move a value across an integer by 1 ulp.
-    atol = 1 if name in ("color", "contrast") else 0
+    atol = 1 if name in ("color", "contrast", "sharpness") else 0
     np.testing.assert_allclose(out, expected, atol=atol)
     assert np.mean(out != expected) < 0.02

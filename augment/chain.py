@@ -83,7 +83,8 @@ def _point_kernel(names: tuple[str, ...]):
 def _statistic_kernel(name: str):
     """XLA: the new tables of images that drew the statistic point op ``name``."""
 
-    def kernel(current, tables, args, centers):
+    def kernel(pixels, rows, tables, args, centers):
+        current = tf.gather(pixels, rows)
         return _quantize_float(ops.STATISTIC_POINT_OPS[name](tables, current, args))
 
     return tf.function(kernel, jit_compile=True, reduce_retracing=True)
@@ -93,17 +94,19 @@ def _statistic_kernel(name: str):
 def _pixel_kernel(name: str):
     """XLA: the new pixels of images that drew the pixel op ``name``."""
 
-    def kernel(current, tables, args, centers):
-        return _quantize(ops.PIXEL_OPS[name](tf.cast(current, tf.float32), args, centers))
+    def kernel(pixels, rows, tables, args, centers):
+        current = tf.cast(tf.gather(pixels, rows), tf.float32)
+        return _quantize(ops.PIXEL_OPS[name](current, args, centers))
 
     return tf.function(kernel, jit_compile=True, reduce_retracing=True)
 
 
 @functools.cache
 def _warp_kernel(interpolation: str):
-    """XLA: the images warped by their matrices."""
+    """XLA: rows ``rows`` of the images, warped by their matrices."""
 
-    def kernel(images, matrices):
+    def kernel(images, rows, matrices):
+        images = tf.gather(images, rows)
         if interpolation == "nearest":  # gathers only: stays uint8
             return ops.warp(images, matrices, interpolation, ops.FILL_VALUE)
         return _quantize(ops.warp(tf.cast(images, tf.float32), matrices, interpolation))
@@ -111,9 +114,14 @@ def _warp_kernel(interpolation: str):
     return tf.function(kernel, jit_compile=True, reduce_retracing=True)
 
 
-# The look-up is a kernel of its own: fused into an op's kernel, XLA would redo its gathers for
-# every use of a pixel (nine for sharpness).
 _look_up_kernel = tf.function(_look_up, jit_compile=True, reduce_retracing=True)
+# The look-up of some rows is a kernel of its own: fused into an op's kernel, XLA would redo its
+# gathers for every use of a pixel (nine for sharpness).
+_look_up_rows_kernel = tf.function(
+    lambda images, tables, rows: _look_up(tf.gather(images, rows), tf.gather(tables, rows)),
+    jit_compile=True,
+    reduce_retracing=True,
+)
 _scatter_kernel = tf.function(tf.tensor_scatter_nd_update, jit_compile=True, reduce_retracing=True)
 
 
@@ -121,35 +129,41 @@ _scatter_kernel = tf.function(tf.tensor_scatter_nd_update, jit_compile=True, red
 _ROW_COUNTS = sorted({m * 2**i for i in range(30) for m in (2, 3)} | {1})
 
 
-def _padded_indices(selected: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Indices of the ``selected`` rows, and the same padded to the next of `_ROW_COUNTS`
-    (capped at the batch) by repeating the first, so that the XLA kernels see few shapes."""
-    index = tf.cast(tf.where(selected)[:, 0], tf.int32)
-    count = tf.size(index)
-    batch = tf.size(selected)
+def _padded_count(count: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
+    """The next of `_ROW_COUNTS` from ``count``, capped at ``batch``."""
     sizes = tf.constant(_ROW_COUNTS, tf.int32)
-    padded = tf.minimum(tf.gather(sizes, tf.searchsorted(sizes, count[None])[0]), batch)
-    filler = tf.fill(tf.maximum(padded - count, 0)[None], index[0])
-    return index, tf.concat([index, filler], 0)
+    return tf.minimum(tf.gather(sizes, tf.searchsorted(sizes, count[None])[0]), batch)
 
 
-def _on_rows(function, selected: tf.Tensor, inputs: tuple, like: tf.Tensor) -> tuple:
-    """``function(*rows of inputs)`` on the ``selected`` rows only.
+def _pad_with_first(tensor: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    """``tensor`` (non-empty) padded to ``size`` rows by repeating its first row."""
+    filler = tf.zeros(tf.maximum(size - tf.shape(tensor)[0], 0)[None], tf.int32)
+    return tf.gather(tensor, tf.concat([tf.range(tf.shape(tensor)[0]), filler], 0))
+
+
+def _padded_indices(selected: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Indices of the ``selected`` rows, and the same padded (by repeating the first) to a row
+    count of `_ROW_COUNTS`, so that the XLA kernels see few shapes."""
+    index = tf.cast(tf.where(selected)[:, 0], tf.int32)
+    padded = _padded_count(tf.size(index), tf.size(selected))
+    return index, _pad_with_first(index, padded)
+
+
+def _on_rows(function, selected: tf.Tensor, like: tf.Tensor) -> tuple:
+    """``function(rows)`` for the ``selected`` rows only, padded (see `_padded_indices`).
 
     Args:
-        function: maps rows of ``inputs`` to rows like those of ``like``.
+        function: maps int32 row indices ``[P]`` to ``P`` rows like those of ``like``.
         selected: bool ``[B]``.
-        inputs: tensors with ``B`` rows.
         like: a tensor whose rows the result is like.
 
     Returns:
-        ``(index [k], result [k, ...])``.
+        ``(index [k], result [k, ...])`` for the ``k`` selected rows.
     """
 
     def compute():
         index, padded = _padded_indices(selected)
-        result = function(*(tf.gather(t, padded) for t in inputs))
-        return index, result[: tf.size(index)]
+        return index, function(padded)[: tf.size(index)]
 
     def nothing():
         return tf.zeros([0], tf.int32), tf.zeros_like(like[:0])
@@ -157,22 +171,40 @@ def _on_rows(function, selected: tf.Tensor, inputs: tuple, like: tf.Tensor) -> t
     return tf.cond(tf.reduce_any(selected), compute, nothing)
 
 
-def _on_current(kernel, identity_tables: bool):
-    """``kernel(current pixels, tables, args, centers)`` as a function of
-    ``(images, tables, args, centers)``; ``identity_tables`` says (statically) that the current
-    pixels are the images."""
+def _op_on_rows(kernel, identity_tables: bool, images, tables, args, centers):
+    """``rows -> kernel(pixels, pixel rows, tables, args, centers)`` on the current pixels of
+    ``rows``; ``identity_tables`` says (statically) that the current pixels are the images."""
 
-    def function(images, tables, args, centers):
-        current = images if identity_tables else _look_up_kernel(images, tables)
-        return kernel(current, tables, args, centers)
+    def function(rows):
+        small = [tf.gather(t, rows) for t in (tables, args, centers)]
+        if identity_tables:
+            return kernel(images, rows, *small)
+        current = _look_up_rows_kernel(images, tables, rows)
+        return kernel(current, tf.range(tf.size(rows)), *small)
 
     return function
 
 
+def _compose(first: tf.Tensor, second: tf.Tensor) -> tf.Tensor:
+    """Batched 3x3 ``first @ second``, elementwise: oneDNN's matmul costs far more at this size."""
+    return tf.reduce_sum(first[:, :, :, None] * second[:, None, :, :], axis=2)
+
+
 def _scatter_rows(tensor: tf.Tensor, updates: list[tuple]) -> tf.Tensor:
-    """Replaces rows of ``tensor`` by the ``(index, rows)`` of ``updates`` (disjoint indices)."""
+    """Replaces rows of ``tensor`` by the ``(index, rows)`` of ``updates`` (disjoint indices).
+
+    The updates are padded to a row count of `_ROW_COUNTS` (repeating one: same index, same row)
+    so that XLA compiles few shapes.
+    """
     index = tf.concat([i for i, _ in updates], 0)[:, None]
-    return _scatter_kernel(tensor, index, tf.concat([rows for _, rows in updates], 0))
+    rows = tf.concat([r for _, r in updates], 0)
+
+    def scatter():
+        padded = _padded_count(tf.shape(index)[0], tf.shape(tensor)[0])
+        pad = functools.partial(_pad_with_first, size=padded)
+        return _scatter_kernel(tensor, pad(index), pad(rows))
+
+    return tf.cond(tf.size(index) > 0, scatter, lambda: tf.identity(tensor))
 
 
 def apply_op_chain(
@@ -212,12 +244,12 @@ def apply_op_chain(
         inputs = (images, tables, slot_args, centers[:, slot])
         statistic = [
             _on_rows(
-                _on_current(_statistic_kernel(n), identity_tables), ids == _ID[n], inputs, tables
+                _op_on_rows(_statistic_kernel(n), identity_tables, *inputs), ids == _ID[n], tables
             )
             for n in statistic_names
         ]
         pixel = [
-            _on_rows(_on_current(_pixel_kernel(n), identity_tables), ids == _ID[n], inputs, images)
+            _on_rows(_op_on_rows(_pixel_kernel(n), identity_tables, *inputs), ids == _ID[n], images)
             for n in pixel_names
         ]
         if point_names:
@@ -230,16 +262,20 @@ def apply_op_chain(
                 restart = [(i, _identity_tables(tf.size(i), shape[3])) for i, _ in pixel]
                 tables = _scatter_rows(tables, restart)
         identity_tables = identity_tables and not (point_names or statistic_names)
+        slot_matrix = tf.eye(3, batch_shape=shape[:1])
         for name in geometric_names:
             chosen = tf.reshape(ids == _ID[name], [-1, 1, 1])
-            slot_matrix = ops.GEOMETRIC_MATRICES[name](slot_args, shape[1], shape[2])
-            matrix = tf.matmul(matrix, tf.where(chosen, slot_matrix, tf.eye(3)))
+            candidate = ops.GEOMETRIC_MATRICES[name](slot_args, shape[1], shape[2])
+            slot_matrix = tf.where(chosen, candidate, slot_matrix)
+        if geometric_names:
+            matrix = _compose(matrix, slot_matrix)
     if not identity_tables:
         images = _look_up_kernel(images, tables)
     if geometric_names:
         moved = tf.reduce_any(tf.abs(matrix - tf.eye(3)) > 1e-6, axis=[1, 2])
         warp = _warp_kernel(interpolation)
-        images = _scatter_rows(images, [_on_rows(warp, moved, (images, matrix), images)])
+        warped = _on_rows(lambda rows: warp(images, rows, tf.gather(matrix, rows)), moved, images)
+        images = _scatter_rows(images, [warped])
     return images if input_dtype == tf.uint8 else to_float32(images)
 
 

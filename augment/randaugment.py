@@ -7,7 +7,7 @@ from typing import ClassVar
 import tensorflow as tf
 
 from augment import levels
-from augment.base import Param, split_seed
+from augment.base import Param
 from augment.chain import OpChainStage
 
 # Model Garden's 16 ops plus identity (which Model Garden reaches through its default branch).
@@ -42,15 +42,24 @@ def check_op_names(names) -> str | None:
     return None
 
 
+def signs(uniform: tf.Tensor) -> tf.Tensor:
+    """Random +-1 signs from U[0, 1) samples."""
+    return tf.where(uniform < 0.5, -1.0, 1.0)
+
+
+def centers(uniform: tf.Tensor, image_shape: tf.Tensor) -> tf.Tensor:
+    """Cutout centres (row, col), uniform over the pixels, from U[0, 1) samples ``[..., 2]``."""
+    return tf.floor(uniform * tf.cast(image_shape[:2], tf.float32))
+
+
 def draw_signs(shape, seed: tf.Tensor) -> tf.Tensor:
     """Random +-1 signs."""
-    return tf.where(tf.random.stateless_uniform(shape, seed) < 0.5, -1.0, 1.0)
+    return signs(tf.random.stateless_uniform(shape, seed))
 
 
 def draw_centers(shape, image_shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Cutout centres (row, col), uniform over the pixels, shape ``shape + [2]``."""
-    size = tf.cast(image_shape[:2], tf.float32)
-    return tf.floor(tf.random.stateless_uniform([*shape, 2], seed) * size)
+    return centers(tf.random.stateless_uniform([*shape, 2], seed), image_shape)
 
 
 class RandAugment(OpChainStage):
@@ -87,18 +96,23 @@ class RandAugment(OpChainStage):
     def sample(self, seed, image_shape):
         c = self.config
         n = c["num_ops"]
-        s_op, s_level, s_sign, s_apply, s_center = split_seed(seed, 5)
-        choice = tf.random.stateless_uniform([n], s_op, 0, len(self.op_names), dtype=tf.int32)
-        level = c["magnitude"] + c["magnitude_std"] * tf.random.stateless_normal([n], s_level)
+        # One draw for everything (per slot: op, level, sign, apply, centre row and column): the
+        # sampling runs per element in tf.data, where every op counts.
+        uniform = tf.random.stateless_uniform([n, 6], seed)
+        count = len(self.op_names)
+        choice = tf.minimum(tf.cast(uniform[:, 0] * count, tf.int32), count - 1)
+        level = tf.fill([n], float(c["magnitude"]))
+        if c["magnitude_std"] > 0:  # inverse normal CDF; clipping bounds the tails
+            level += c["magnitude_std"] * tf.math.ndtri(tf.maximum(uniform[:, 1], 1e-7))
         level = tf.clip_by_value(level, 0.0, levels.MAX_LEVEL)
         hparams = self.level_hparams(image_shape)
         base_ids, args = levels.level_to_base_args(
-            self.op_names, choice, level, draw_signs([n], s_sign), hparams
+            self.op_names, choice, level, signs(uniform[:, 2]), hparams
         )
-        applied = tf.random.stateless_uniform([n], s_apply) < c["prob"]
+        applied = uniform[:, 3] < c["prob"]
         identity = levels.BASE_OPS.index("identity")
         return {
             "base_ids": tf.where(applied, base_ids, identity),
             "args": args,
-            "centers": draw_centers([n], image_shape, s_center),
+            "centers": centers(uniform[:, 4:6], image_shape),
         }

@@ -3,7 +3,8 @@
 Compares this package's ``randaugment`` stage (ops and magnitudes per image, batch-wide XLA
 kernels, through ``Policy.apply``), Keras' ``RandAugment`` layer (mapped over batches, the
 protocol of the reference note, ``factor=0.5``) and imgaug ``SomeOf(2, [14 RandAugment-like ops])``
-through ``tf.numpy_function`` on batches. Writes a table (stdout + JSON) and a bar chart.
+through ``tf.numpy_function`` on batches. After a warm-up, the pipelines take turns in rounds and
+the median round counts. Writes a table (stdout + JSON) and a bar chart.
 
     python benchmarks/bench_randaugment.py --out runs/bench_randaugment
 """
@@ -30,6 +31,7 @@ from augment.sample_images import sample_images
 
 BATCH = 64
 SIZE = 224
+SETTLE = 4  # untimed batches per turn: tracing, filling the pipeline
 
 
 def source_dataset() -> tf.data.Dataset:
@@ -91,22 +93,50 @@ def imgaug_someof() -> tf.data.Dataset:
     return source_dataset().batch(BATCH).map(mapped, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-PIPELINES = {
-    "augment.randaugment (ours)": ours,
-    "keras.layers.RandAugment": keras_layer,
-    "imgaug SomeOf(2, 14 ops)": imgaug_someof,
-}
+OURS, KERAS, IMGAUG = (
+    "augment.randaugment (ours)",
+    "keras.layers.RandAugment",
+    "imgaug SomeOf(2, 14 ops)",
+)
+PIPELINES = {OURS: ours, KERAS: keras_layer, IMGAUG: imgaug_someof}
+FAST = [OURS, IMGAUG]
 
 
-def measure(name: str, dataset: tf.data.Dataset, batches: int, warmup: int = 2) -> float:
-    """Images per second over ``batches`` batches after ``warmup`` batches."""
-    iterator = iter(dataset.prefetch(2))
-    for _ in range(warmup):
-        next(iterator)
+def time_batches(iterator, batches: int) -> float:
+    """Images per second over the next ``batches`` batches of ``iterator``."""
     start = time.perf_counter()
-    for _ in tqdm(range(batches), desc=name, leave=False):
+    for _ in range(batches):
         next(iterator)
     return batches * BATCH / (time.perf_counter() - start)
+
+
+def measure(names: list[str], batches: int, rounds: int, warmup: int) -> tuple[dict, dict]:
+    """Throughput of the pipelines ``names``, in interleaved rounds (this machine's speed drifts).
+
+    Each pipeline first runs ``warmup`` batches once (XLA compiles our kernels for the row counts
+    it meets there; the compiled kernels are kept for the rest of the process). Then, ``rounds``
+    times, each pipeline in turn is built afresh, runs `SETTLE` untimed batches and ``batches``
+    timed ones, and is deleted: a live pipeline keeps computing in the background of the others.
+
+    Returns:
+        ``(images per second per pipeline and round, warm-up seconds per pipeline)``.
+    """
+    warmup_seconds = {}
+    for name in names:
+        iterator = iter(PIPELINES[name]().prefetch(2))
+        start = time.perf_counter()
+        for _ in tqdm(range(warmup), desc=f"warm-up {name}", leave=False):
+            next(iterator)
+        warmup_seconds[name] = time.perf_counter() - start
+        del iterator
+    rates = {name: [] for name in names}
+    for _ in tqdm(range(rounds), desc="rounds", leave=False):
+        for name in names:
+            iterator = iter(PIPELINES[name]().prefetch(2))
+            time_batches(iterator, SETTLE)
+            rates[name].append(time_batches(iterator, batches))
+            del iterator
+    return rates, warmup_seconds
 
 
 def write_atomic(path: Path, write) -> None:
@@ -119,28 +149,41 @@ def write_atomic(path: Path, write) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/bench_randaugment")
-    parser.add_argument("--batches", type=int, default=20, help="timed batches (Keras: 1/3)")
+    parser.add_argument("--batches", type=int, default=20, help="timed batches per round")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--warmup", type=int, default=40, help="untimed batches first")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {}
-    for name, build in PIPELINES.items():
-        batches = max(2, args.batches // 3) if "keras" in name else args.batches
-        results[name] = measure(name, build(), batches)
-        print(f"{name:32s} {results[name]:9.0f} img/s", flush=True)
-    ours_rate = results["augment.randaugment (ours)"]
+    # Keras' layer alone, after the others: two orders slower, its pipeline would keep computing
+    # in the background of the others' turns.
+    rates, warmup_seconds = measure(FAST, args.batches, args.rounds, args.warmup)
+    slow_rates, slow_warmup = measure([KERAS], max(2, args.batches // 5), 1, 2)
+    rates.update(slow_rates)
+    warmup_seconds.update(slow_warmup)
+    results = {name: float(np.median(r)) for name, r in rates.items()}
+    for name, r in rates.items():
+        print(
+            f"{name:32s} {results[name]:7.0f} img/s (median; rounds {min(r):.0f}-{max(r):.0f}),"
+            f" warm-up {warmup_seconds[name]:.1f} s",
+            flush=True,
+        )
     ratios = {
-        "vs_keras": ours_rate / results["keras.layers.RandAugment"],
-        "vs_imgaug": ours_rate / results["imgaug SomeOf(2, 14 ops)"],
+        "vs_keras": results[OURS] / results[KERAS],
+        "vs_imgaug": results[OURS] / results[IMGAUG],
     }
     print(f"ours / keras = {ratios['vs_keras']:.1f}x, ours / imgaug = {ratios['vs_imgaug']:.2f}x")
     report = {
         "images_per_second": results,
+        "images_per_second_per_round": rates,
+        "warmup_seconds": warmup_seconds,
         "ratios": ratios,
         "batch": BATCH,
         "size": SIZE,
         "cpu_count": os.cpu_count(),
         "batches": args.batches,
+        "rounds": args.rounds,
+        "warmup_batches": args.warmup,
     }
     write_atomic(
         out / "bench_randaugment.json", lambda p: Path(p).write_text(json.dumps(report, indent=2))
@@ -152,7 +195,7 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 2.8))
-    names = list(results)
+    names = list(PIPELINES)
     axis.barh(names, [results[n] for n in names], color=["tab:green", "tab:gray", "tab:blue"])
     for i, n in enumerate(names):
         axis.text(results[n], i, f" {results[n]:.0f}", va="center")

@@ -124,6 +124,24 @@ class Stage:
         """
         return {"unused": tf.zeros([])}
 
+    def uniform_count(self) -> int | None:
+        """How many U[0, 1) numbers `from_uniform` needs per element, or None when the stage
+        draws its parameters in `sample` only. Stages with a count have their numbers drawn for
+        whole batches at once (`augment.counter_random`), without a per-element step."""
+        return None
+
+    def from_uniform(self, uniform: tf.Tensor, image_shape: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The parameters of ``N`` elements from their numbers ``uniform [N, uniform_count()]``.
+
+        Args:
+            uniform: float32 U[0, 1) numbers.
+            image_shape: ``[H, W, C]`` of the elements at this stage.
+
+        Returns:
+            A dict of tensors with ``N`` rows, as `sample` would give batched.
+        """
+        raise NotImplementedError
+
     def apply(self, images: tf.Tensor, params: dict[str, tf.Tensor]) -> tf.Tensor:
         """Applies the stage to float32 ``[B, H, W, C]`` images in [0, 255] (or uint8 ones when
         ``accepts_uint8``, returning uint8)."""

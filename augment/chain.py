@@ -190,21 +190,38 @@ def _compose(first: tf.Tensor, second: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(first[:, :, :, None] * second[:, None, :, :], axis=2)
 
 
-def _scatter_rows(tensor: tf.Tensor, updates: list[tuple]) -> tf.Tensor:
-    """Replaces rows of ``tensor`` by the ``(index, rows)`` of ``updates`` (disjoint indices).
+@functools.cache
+def _replace_rows_kernel(look_up: bool):
+    """XLA: ``images`` (through their tables when ``look_up``) with rows ``index`` replaced."""
+
+    def kernel(images, tables, index, rows):
+        current = _look_up(images, tables) if look_up else images
+        return tf.tensor_scatter_nd_update(current, index, rows)
+
+    return tf.function(kernel, jit_compile=True, reduce_retracing=True)
+
+
+def _scatter_rows(tensor: tf.Tensor, updates: list[tuple], tables=None) -> tf.Tensor:
+    """Replaces rows of ``tensor`` (first mapped through ``tables`` when given) by the
+    ``(index, rows)`` of ``updates`` (disjoint indices).
 
     The updates are padded to a row count of `_ROW_COUNTS` (repeating one: same index, same row)
     so that XLA compiles few shapes.
     """
-    index = tf.concat([i for i, _ in updates], 0)[:, None]
-    rows = tf.concat([r for _, r in updates], 0)
+    look_up = tables is not None
+    index = tf.concat([tf.zeros([0], tf.int32)] + [i for i, _ in updates], 0)[:, None]
+    rows = tf.concat([tf.zeros_like(tensor[:0])] + [r for _, r in updates], 0)
+    tables = tables if look_up else tf.zeros([0])
 
     def scatter():
         padded = _padded_count(tf.shape(index)[0], tf.shape(tensor)[0])
         pad = functools.partial(_pad_with_first, size=padded)
-        return _scatter_kernel(tensor, pad(index), pad(rows))
+        return _replace_rows_kernel(look_up)(tensor, tables, pad(index), pad(rows))
 
-    return tf.cond(tf.size(index) > 0, scatter, lambda: tf.identity(tensor))
+    def keep():
+        return _look_up_kernel(tensor, tables) if look_up else tf.identity(tensor)
+
+    return tf.cond(tf.size(index) > 0, scatter, keep)
 
 
 def apply_op_chain(
@@ -239,6 +256,7 @@ def apply_op_chain(
     tables = _identity_tables(shape[0], shape[3])
     identity_tables = True  # statically known: no table was rewritten yet
     matrix = tf.eye(3, batch_shape=shape[:1])
+    pixel = []  # the last slot's pixel-op rows
     for slot in range(base_ids.shape[1]):
         ids, slot_args = base_ids[:, slot], args[:, slot]
         inputs = (images, tables, slot_args, centers[:, slot])
@@ -256,7 +274,8 @@ def apply_op_chain(
             tables = _point_kernel(point_names)(tables, ids, slot_args)
         if statistic:
             tables = _scatter_rows(tables, statistic)
-        if pixel:
+        last = slot == base_ids.shape[1] - 1
+        if pixel and not last:  # the last slot's rows are put in by the final look-up
             images = _scatter_rows(images, pixel)
             if not identity_tables:
                 restart = [(i, _identity_tables(tf.size(i), shape[3])) for i, _ in pixel]
@@ -269,8 +288,9 @@ def apply_op_chain(
             slot_matrix = tf.where(chosen, candidate, slot_matrix)
         if geometric_names:
             matrix = _compose(matrix, slot_matrix)
-    if not identity_tables:
-        images = _look_up_kernel(images, tables)
+    final_tables = None if identity_tables else tables
+    if pixel or final_tables is not None:
+        images = _scatter_rows(images, pixel, final_tables)
     if geometric_names:
         moved = tf.reduce_any(tf.abs(matrix - tf.eye(3)) > 1e-6, axis=[1, 2])
         warp = _warp_kernel(interpolation)

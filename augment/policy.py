@@ -10,6 +10,7 @@ from typing import Any
 import tensorflow as tf
 import yaml
 
+from augment import counter_random
 from augment.base import Stage
 from augment.chain import to_float32
 from augment.stages import BATCH_STAGES, IMAGE_STAGES
@@ -132,6 +133,13 @@ class Policy:
             base = tf.constant([seed, stage_index], tf.int64)
             return tf.random.experimental.stateless_fold_in(base, index)
 
+        # Batched stages with a uniform count draw their numbers per batch, from counters.
+        keys = {
+            j: counter_random.stream_key(seed, j)
+            for j in range(first_batched, len(stages))
+            if stages[j].uniform_count() is not None
+        }
+
         def run(stage: Stage, images: tf.Tensor, params) -> tf.Tensor:
             if images.dtype == tf.uint8 and not stage.accepts_uint8:
                 images = to_float32(images)
@@ -142,6 +150,8 @@ class Policy:
             x = self._to_255(image)
             params = []
             for j, stage in enumerate(stages):
+                if j in keys:
+                    continue
                 p = stage.sample(stage_seed(j, index), tf.shape(x))
                 if j < first_batched:
                     x = run(stage, x[None], tf.nest.map_structure(lambda t: t[None], p))[0]
@@ -150,9 +160,18 @@ class Policy:
             return self._from_255(x, dtype), label, tuple(params)
 
         def per_batch(index, batch):
-            images, labels, params = batch
+            images, labels, params = batch if len(batch) == 3 else (*batch, ())
             x = self._to_255(images)
-            for stage, p in zip(stages[first_batched:], params, strict=True):
+            # Element indices: batches hold consecutive elements, all full but the last.
+            elements = index * batch_size + tf.range(tf.shape(images, tf.int64)[0])
+            params = iter(params)
+            for j in range(first_batched, len(stages)):
+                stage = stages[j]
+                if j in keys:
+                    uniform = counter_random.uniform(keys[j], elements, stage.uniform_count())
+                    p = stage.from_uniform(uniform, tf.shape(x)[1:])
+                else:
+                    p = next(params)
                 x = run(stage, x, p)
             if num_classes is not None:
                 labels = tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=tf.float32)
@@ -163,12 +182,12 @@ class Policy:
                 x, labels = stage.apply_batch(x, labels, stage_seed(1000 + j, index))
             return self._from_255(x, tf.float32), labels
 
-        dataset = dataset.enumerate().map(per_element, num_parallel_calls=tf.data.AUTOTUNE)
+        if len(keys) < len(stages):  # some stage draws or runs per element
+            dataset = dataset.enumerate().map(per_element, num_parallel_calls=tf.data.AUTOTUNE)
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
         return dataset.enumerate().map(per_batch, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-@functools.cache
 def _range_converters(low: float, high: float, dtype_name: str):
     """XLA-compiled conversions between ``dtype`` in [low, high] and float32 in [0, 255]."""
     dtype = tf.as_dtype(dtype_name)

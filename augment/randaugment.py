@@ -93,26 +93,31 @@ class RandAugment(OpChainStage):
             raise ValueError("randaugment: 'ops' minus 'exclude' leaves no op to draw")
         self.base_names = tuple(dict.fromkeys(levels.LEVEL_TO_ARG[n][0] for n in self.op_names))
 
-    def sample(self, seed, image_shape):
+    def uniform_count(self) -> int:
+        return 6 * self.config["num_ops"]  # per op: choice, level, sign, apply, centre (2)
+
+    def from_uniform(self, uniform, image_shape):
         c = self.config
         n = c["num_ops"]
-        # One draw for everything (per slot: op, level, sign, apply, centre row and column): the
-        # sampling runs per element in tf.data, where every op counts.
-        uniform = tf.random.stateless_uniform([n, 6], seed)
+        uniform = tf.reshape(uniform, [-1, n, 6])
         count = len(self.op_names)
-        choice = tf.minimum(tf.cast(uniform[:, 0] * count, tf.int32), count - 1)
-        level = tf.fill([n], float(c["magnitude"]))
+        choice = tf.minimum(tf.cast(uniform[..., 0] * count, tf.int32), count - 1)
+        level = tf.fill(tf.shape(choice), float(c["magnitude"]))
         if c["magnitude_std"] > 0:  # inverse normal CDF; clipping bounds the tails
-            level += c["magnitude_std"] * tf.math.ndtri(tf.maximum(uniform[:, 1], 1e-7))
+            level += c["magnitude_std"] * tf.math.ndtri(tf.maximum(uniform[..., 1], 1e-7))
         level = tf.clip_by_value(level, 0.0, levels.MAX_LEVEL)
         hparams = self.level_hparams(image_shape)
         base_ids, args = levels.level_to_base_args(
-            self.op_names, choice, level, signs(uniform[:, 2]), hparams
+            self.op_names, choice, level, signs(uniform[..., 2]), hparams
         )
-        applied = uniform[:, 3] < c["prob"]
+        applied = uniform[..., 3] < c["prob"]
         identity = levels.BASE_OPS.index("identity")
         return {
             "base_ids": tf.where(applied, base_ids, identity),
             "args": args,
-            "centers": centers(uniform[:, 4:6], image_shape),
+            "centers": centers(uniform[..., 4:6], image_shape),
         }
+
+    def sample(self, seed, image_shape):
+        uniform = tf.random.stateless_uniform([1, self.uniform_count()], seed)
+        return {k: v[0] for k, v in self.from_uniform(uniform, image_shape).items()}

@@ -7,9 +7,9 @@ from typing import ClassVar
 import tensorflow as tf
 
 from augment import levels
-from augment.base import Param, split_seed
+from augment.base import Param
 from augment.chain import OpChainStage
-from augment.randaugment import draw_centers, draw_signs
+from augment.randaugment import centers, signs
 
 # (op, probability, level) sub-policies from the AutoAugment paper, as in Model Garden augment.py.
 POLICIES = {
@@ -150,21 +150,27 @@ class AutoAugment(OpChainStage):
         self.probs = tf.constant([[float(o[1]) for o in s] for s in padded])
         self.level_table = tf.constant([[float(o[2]) for o in s] for s in padded])
 
-    def sample(self, seed, image_shape):
-        s_sub, s_apply, s_sign, s_center = split_seed(seed, 4)
+    def uniform_count(self) -> int:
+        return 1 + 4 * self.choices.shape[1]  # sub-policy; per op: apply, sign, centre (2)
+
+    def from_uniform(self, uniform, image_shape):
         n_sub, length = self.choices.shape
-        sub = tf.random.stateless_uniform([], s_sub, 0, n_sub, dtype=tf.int32)
-        hparams = self.level_hparams(image_shape)
+        sub = tf.minimum(tf.cast(uniform[:, 0] * n_sub, tf.int32), n_sub - 1)
+        per_op = tf.reshape(uniform[:, 1:], [-1, length, 4])
         base_ids, args = levels.level_to_base_args(
             self.op_names,
             tf.gather(self.choices, sub),
             tf.gather(self.level_table, sub),
-            draw_signs([length], s_sign),
-            hparams,
+            signs(per_op[..., 1]),
+            self.level_hparams(image_shape),
         )
-        applied = tf.random.stateless_uniform([length], s_apply) < tf.gather(self.probs, sub)
+        applied = per_op[..., 0] < tf.gather(self.probs, sub)
         return {
             "base_ids": tf.where(applied, base_ids, levels.BASE_OPS.index("identity")),
             "args": args,
-            "centers": draw_centers([length], image_shape, s_center),
+            "centers": centers(per_op[..., 2:4], image_shape),
         }
+
+    def sample(self, seed, image_shape):
+        uniform = tf.random.stateless_uniform([1, self.uniform_count()], seed)
+        return {k: v[0] for k, v in self.from_uniform(uniform, image_shape).items()}

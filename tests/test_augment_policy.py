@@ -10,8 +10,11 @@ import pytest
 import tensorflow as tf
 
 import augment
+from augment import counter_random, ops
+from augment.autoaugment import POLICIES as POLICY_TABLES
 from augment.imgaug_stage import IMGAUG_AUGMENTERS, augment_uint8, build_augmenter
 from augment.mixing import cutmix_boxes
+from augment.stages import IMAGE_STAGES
 
 RNG = np.random.default_rng(1)
 IMAGES = RNG.integers(0, 256, (8, 16, 16, 3)).astype(np.uint8)
@@ -315,3 +318,34 @@ def test_preview_cli_writes_png(tmp_path):
     out = tmp_path / "grid.png"
     main(["preview", "mixup", "--out", str(out), "--columns", "2"])
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_randaugment_and_autoaugment_draw_the_documented_distributions():
+    """Parameters drawn for a whole batch from counter-based numbers follow the papers' rules."""
+    indices = tf.range(20000)
+    shape = tf.constant([32, 48, 3])
+    rand = IMAGE_STAGES["randaugment"](num_ops=2, magnitude=9, magnitude_std=0.5, prob=0.7)
+    uniform = counter_random.uniform(counter_random.stream_key(0, 0), indices, rand.uniform_count())
+    p = {k: v.numpy() for k, v in rand.from_uniform(uniform, shape).items()}
+    applied = p["base_ids"] != ops.BASE_OPS.index("identity")
+    # Identity is one of the 17 ops, so an op shows as applied with probability 0.7 * 16/17.
+    assert abs(applied.mean() - 0.7 * 16 / 17) < 0.01
+    counts = np.bincount(p["base_ids"][applied].ravel(), minlength=len(ops.BASE_OPS))
+    drawn = counts[counts > 0]
+    assert len(drawn) == 16 and drawn.min() > 0.9 * drawn.mean()  # uniform over the ops
+    degrees = p["args"][p["base_ids"] == ops.BASE_OPS.index("rotate")]
+    # 3 degrees per level, level ~ N(9, 0.5) clipped to [0, 10] (mean 8.99), random sign.
+    assert abs(np.abs(degrees).mean() / 3 - 8.99) < 0.05
+    assert abs(np.mean(degrees > 0) - 0.5) < 0.03
+    centers = p["centers"][p["base_ids"] == ops.BASE_OPS.index("cutout")]
+    assert centers[:, 0].min() == 0 and centers[:, 0].max() == 31 and centers[:, 1].max() == 47
+    assert abs(centers[:, 0].mean() - 15.5) < 1 and abs(centers[:, 1].mean() - 23.5) < 1.5
+
+    auto = IMAGE_STAGES["autoaugment"](policy="v0")
+    uniform = counter_random.uniform(counter_random.stream_key(0, 1), indices, auto.uniform_count())
+    first = auto.from_uniform(uniform, shape)["base_ids"].numpy()[:, 0]
+    # One of v0's 25 sub-policies per image, its first op applied with the op's probability.
+    table = POLICY_TABLES["v0"]
+    expected = sum(float(sub[0][1]) for sub in table if sub[0][0] == "Equalize") / len(table)
+    observed = np.mean(first == ops.BASE_OPS.index("equalize"))
+    assert abs(observed - expected) < 4 * np.sqrt(expected / len(first))

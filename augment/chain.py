@@ -11,12 +11,13 @@ look-up table per channel and a pending 3x3 geometric matrix:
   results replace those images, whose tables restart from identity;
 - geometric ops multiply the image's matrix.
 
-At the end ONE XLA pass applies every table and every matrix (a warp written with gathers, since
-``ImageProjectiveTransformV3`` has no XLA kernel and is slower on CPU). Tables are rounded to
-integers in [0, 255] after each slot, so the result is that of applying the ops to uint8 images
-one after another, except that the geometric ops act last: fill pixels stay exactly gray (a pixel
-op drawn after a geometric op does not recolour them) and histogram ops see the unwarped image.
-Subsets are padded to a power of two so that XLA compiles a few shapes only.
+At the end one XLA pass applies every table, and one affine warp, on the moved images only, every
+matrix (written with gathers, since ``ImageProjectiveTransformV3`` has no XLA kernel and is slower
+on CPU). Tables are rounded to integers in [0, 255] after each slot, so the result is that of
+applying the ops to uint8 images one after another, except that the geometric ops act last: fill
+pixels stay exactly gray (a pixel op drawn after a geometric op does not recolour them) and
+histogram ops see the unwarped image. Subsets are padded to a few row counts (`_ROW_COUNTS`) so
+that XLA compiles few shapes.
 """
 
 from __future__ import annotations

@@ -149,9 +149,9 @@ def write_atomic(path: Path, write) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="runs/bench_randaugment")
-    parser.add_argument("--batches", type=int, default=20, help="timed batches per round")
+    parser.add_argument("--batches", type=int, default=30, help="timed batches per round")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
-    parser.add_argument("--warmup", type=int, default=40, help="untimed batches first")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed batches first")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -199,7 +199,7 @@ def main() -> None:
     axis.barh(names, [results[n] for n in names], color=["tab:green", "tab:gray", "tab:blue"])
     for i, n in enumerate(names):
         axis.text(results[n], i, f" {results[n]:.0f}", va="center")
-    axis.set_xlabel("images / s (224x224 uint8, batch 64, RandAugment N=2 M=9)")
+    axis.set_xlabel("images / s, median round (224x224 uint8, batch 64, RandAugment N=2 M=9)")
     axis.set_xlim(0, max(results.values()) * 1.25)
     figure.tight_layout()
     write_atomic(out / "bench_randaugment.png", lambda p: figure.savefig(p, dpi=100))

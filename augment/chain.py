@@ -103,16 +103,30 @@ def _pixel_kernel(name: str):
 
 
 @functools.cache
-def _warp_kernel(interpolation: str):
-    """XLA: rows ``rows`` of the images, warped by their matrices."""
+def _source_indices_kernel(interpolation: str):
+    """XLA: `ops.source_indices` (a kernel of its own: fused with the sampling, XLA would
+    recompute the indices per channel)."""
+    return tf.function(
+        functools.partial(ops.source_indices, interpolation=interpolation),
+        jit_compile=True,
+        reduce_retracing=True,
+    )
 
-    def kernel(images, rows, matrices):
-        images = tf.gather(images, rows)
-        if interpolation == "nearest":  # gathers only: stays uint8
-            return ops.warp(images, matrices, interpolation, ops.FILL_VALUE)
-        return _quantize(ops.warp(tf.cast(images, tf.float32), matrices, interpolation))
 
-    return tf.function(kernel, jit_compile=True, reduce_retracing=True)
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _sample_rows_kernel(images, rows, indices, weights):
+    """XLA: rows ``rows`` of uint8 ``images`` read at ``indices`` (`ops.sample_pixels`)."""
+    images = tf.gather(images, rows)
+    if weights is None:  # nearest: gathers only, stays uint8
+        return ops.sample_pixels(images, indices)
+    return _quantize(ops.sample_pixels(tf.cast(images, tf.float32), indices, weights))
+
+
+def _warp_rows(images, rows, matrices, interpolation: str) -> tf.Tensor:
+    """Rows ``rows`` of uint8 ``images`` warped by their ``matrices``, in two XLA kernels."""
+    shape = tf.shape(images)
+    indices, weights = _source_indices_kernel(interpolation)(matrices, shape[1], shape[2])
+    return _sample_rows_kernel(images, rows, indices, weights)
 
 
 _look_up_kernel = tf.function(_look_up, jit_compile=True, reduce_retracing=True)
@@ -294,8 +308,11 @@ def apply_op_chain(
         images = _scatter_rows(images, pixel, final_tables)
     if geometric_names:
         moved = tf.reduce_any(tf.abs(matrix - tf.eye(3)) > 1e-6, axis=[1, 2])
-        warp = _warp_kernel(interpolation)
-        warped = _on_rows(lambda rows: warp(images, rows, tf.gather(matrix, rows)), moved, images)
+        warped = _on_rows(
+            lambda rows: _warp_rows(images, rows, tf.gather(matrix, rows), interpolation),
+            moved,
+            images,
+        )
         images = _scatter_rows(images, [warped])
     return images if input_dtype == tf.uint8 else to_float32(images)
 

@@ -230,6 +230,77 @@ def translate_y_matrix(pixels: tf.Tensor, height=None, width=None) -> tf.Tensor:
     return _matrix(tf.ones_like(p), 0 * p, 0 * p, 0 * p, tf.ones_like(p), p)
 
 
+def source_indices(
+    matrices: tf.Tensor, height: tf.Tensor, width: tf.Tensor, interpolation: str = "nearest"
+) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """Where each output pixel of an affine warp reads the input, as flat pixel indices.
+
+    Args:
+        matrices: ``[B, 3, 3]`` affine output-to-input maps in pixel index coordinates (last row
+            0, 0, 1; every geometric op here is affine, which saves the projective division).
+        height: output (and input) height.
+        width: output (and input) width.
+        interpolation: ``"nearest"`` (rounds half up, like PIL's NEAREST) or ``"bilinear"``.
+
+    Returns:
+        ``(indices, weights)``: int32 ``[B, K, H, W]`` indices ``y * width + x`` of the ``K``
+        input pixels each output pixel reads (``-1`` outside the image), and their float32
+        weights ``[B, K, H, W, 1]`` (``None`` for ``"nearest"``, where ``K`` is 1).
+    """
+    if interpolation not in ("nearest", "bilinear"):
+        raise ValueError(f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
+    ys = tf.cast(tf.range(height), tf.float32)[None, :, None]
+    xs = tf.cast(tf.range(width), tf.float32)[None, None, :]
+    m = matrices[:, :2, :, None, None]
+    src_x = m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2]
+    src_y = m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
+
+    def index(ix: tf.Tensor, iy: tf.Tensor) -> tf.Tensor:
+        inside = (ix >= 0) & (ix < width) & (iy >= 0) & (iy < height)
+        return tf.where(inside, iy * width + ix, -1)
+
+    if interpolation == "nearest":
+        ix = tf.cast(tf.floor(src_x + 0.5), tf.int32)
+        iy = tf.cast(tf.floor(src_y + 0.5), tf.int32)
+        return index(ix, iy)[:, None], None
+    x0f, y0f = tf.floor(src_x), tf.floor(src_y)
+    wx, wy = src_x - x0f, src_y - y0f
+    x0, y0 = tf.cast(x0f, tf.int32), tf.cast(y0f, tf.int32)
+    corners = [(x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)]
+    weights = [(1 - wx) * (1 - wy), wx * (1 - wy), (1 - wx) * wy, wx * wy]
+    indices = tf.stack([index(ix, iy) for ix, iy in corners], axis=1)
+    return indices, tf.stack(weights, axis=1)[..., None]
+
+
+def sample_pixels(
+    images: tf.Tensor,
+    indices: tf.Tensor,
+    weights: tf.Tensor | None = None,
+    fill_value: float = FILL_VALUE,
+) -> tf.Tensor:
+    """Reads the pixels that `source_indices` gave, with constant fill outside the image.
+
+    Args:
+        images: ``[B, H, W, C]``; float32 when ``weights`` are given, any dtype otherwise.
+        indices: int32 ``[B, K, H, W]`` flat pixel indices, ``-1`` outside.
+        weights: float32 ``[B, K, H, W, 1]`` to sum the ``K`` reads with, or ``None`` (K = 1).
+        fill_value: value read outside the image.
+
+    Returns:
+        ``[B, H, W, C]`` of the dtype of ``images``.
+    """
+    shape = tf.shape(images)
+    flat = tf.reshape(images, tf.stack([shape[0], -1, shape[3]]))
+    out_shape = tf.concat([tf.shape(indices), shape[3:]], 0)
+    index = tf.reshape(tf.maximum(indices, 0), tf.stack([shape[0], -1]))
+    read = tf.gather(flat, index, axis=1, batch_dims=1)
+    read = tf.reshape(read, out_shape)
+    read = tf.where(indices[..., None] >= 0, read, tf.cast(fill_value, images.dtype))
+    if weights is None:
+        return read[:, 0]
+    return tf.reduce_sum(weights * read, axis=1)
+
+
 def warp(
     images: tf.Tensor,
     matrices: tf.Tensor,
@@ -239,46 +310,23 @@ def warp(
     """Samples ``images`` at ``matrices [B, 3, 3] @ (x, y, 1)`` with constant fill.
 
     Written with gathers rather than ``ImageProjectiveTransformV3`` because that kernel has no XLA
-    implementation and this one, fused by XLA, is faster on CPU. The maps are affine (every
-    geometric op here is), which saves the projective division per pixel.
+    implementation and this one is faster on CPU. Under XLA, compute `source_indices` and
+    `sample_pixels` in separate compiled functions: fused, XLA recomputes the indices per channel
+    and the warp costs about 1.5 times as much.
 
     Args:
         images: float32 ``[B, H, W, C]`` (or any dtype with ``"nearest"``).
         matrices: affine output-to-input maps in pixel index coordinates (last row 0, 0, 1).
-        interpolation: ``"nearest"`` (rounds half up, like PIL's NEAREST) or ``"bilinear"``.
+        interpolation: ``"nearest"`` or ``"bilinear"`` (see `source_indices`).
         fill_value: value of pixels sampled outside the image.
 
     Returns:
         The warped images, same shape and dtype.
     """
     shape = tf.shape(images)
-    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    ys = tf.cast(tf.range(height), tf.float32)[None, :, None]
-    xs = tf.cast(tf.range(width), tf.float32)[None, None, :]
-    m = matrices[:, :2, :, None, None]
-    src_x = m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2]
-    src_y = m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
-    flat_images = tf.reshape(images, tf.stack([batch, height * width, channels]))
-
-    def sample(ix: tf.Tensor, iy: tf.Tensor) -> tf.Tensor:
-        inside = (ix >= 0) & (ix < width) & (iy >= 0) & (iy < height)
-        index = tf.clip_by_value(iy, 0, height - 1) * width + tf.clip_by_value(ix, 0, width - 1)
-        values = tf.gather(flat_images, tf.reshape(index, tf.stack([batch, -1])), batch_dims=1)
-        values = tf.reshape(values, shape)
-        return tf.where(inside[..., None], values, tf.cast(fill_value, images.dtype))
-
-    if interpolation == "nearest":
-        ix = tf.cast(tf.floor(src_x + 0.5), tf.int32)
-        iy = tf.cast(tf.floor(src_y + 0.5), tf.int32)
-        return sample(ix, iy)
-    if interpolation != "bilinear":
-        raise ValueError(f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
-    x0f, y0f = tf.floor(src_x), tf.floor(src_y)
-    wx, wy = (src_x - x0f)[..., None], (src_y - y0f)[..., None]
-    x0, y0 = tf.cast(x0f, tf.int32), tf.cast(y0f, tf.int32)
-    top = (1.0 - wx) * sample(x0, y0) + wx * sample(x0 + 1, y0)
-    bottom = (1.0 - wx) * sample(x0, y0 + 1) + wx * sample(x0 + 1, y0 + 1)
-    return (1.0 - wy) * top + wy * bottom
+    return sample_pixels(
+        images, *source_indices(matrices, shape[1], shape[2], interpolation), fill_value
+    )
 
 
 GEOMETRIC_MATRICES = {

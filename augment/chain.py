@@ -32,6 +32,8 @@ from augment.base import Stage
 _ID = {name: index for index, name in enumerate(ops.BASE_OPS)}
 # Ops computed on pixels, on the images that drew them.
 _PIXEL_OPS = ("color", "sharpness", "cutout")
+# Pixel ops that only select values: they run on uint8 pixels, without a float round trip.
+_SELECTING_PIXEL_OPS = ("cutout",)
 
 
 def _quantize_float(values: tf.Tensor) -> tf.Tensor:
@@ -96,8 +98,10 @@ def _pixel_kernel(name: str):
     """XLA: the new pixels of images that drew the pixel op ``name``."""
 
     def kernel(pixels, rows, tables, args, centers):
-        current = tf.cast(tf.gather(pixels, rows), tf.float32)
-        return _quantize(ops.PIXEL_OPS[name](current, args, centers))
+        current = tf.gather(pixels, rows)
+        if name in _SELECTING_PIXEL_OPS:
+            return ops.PIXEL_OPS[name](current, args, centers)
+        return _quantize(ops.PIXEL_OPS[name](tf.cast(current, tf.float32), args, centers))
 
     return tf.function(kernel, jit_compile=True, reduce_retracing=True)
 

@@ -175,7 +175,7 @@ def cutout(
 ) -> tf.Tensor:
     """Fills a square of side ``2 * half_size`` centred at ``center [B, 2]`` (row, col).
 
-    The square is clipped at the border, as in Model Garden's ``cutout``.
+    The square is clipped at the border, as in Model Garden's ``cutout``. Any dtype.
     """
     shape = tf.shape(images)
     rows = tf.cast(tf.range(shape[1]), tf.float32)[None, :, None]
@@ -184,7 +184,7 @@ def cutout(
     cy = tf.cast(center[:, 0], tf.float32)[:, None, None]
     cx = tf.cast(center[:, 1], tf.float32)[:, None, None]
     inside = (rows >= cy - half) & (rows < cy + half) & (cols >= cx - half) & (cols < cx + half)
-    return tf.where(inside[..., None], fill_value, images)
+    return tf.where(inside[..., None], tf.cast(fill_value, images.dtype), images)
 
 
 # Geometric ops: each is a 3x3 matrix mapping OUTPUT pixel (x, y, 1) to INPUT coordinates, in pixel

@@ -194,12 +194,12 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 2.8))
+    figure, axis = plt.subplots(figsize=(7, 3.0))
     names = list(PIPELINES)
     axis.barh(names, [results[n] for n in names], color=["tab:green", "tab:gray", "tab:blue"])
     for i, n in enumerate(names):
         axis.text(results[n], i, f" {results[n]:.0f}", va="center")
-    axis.set_xlabel("images / s, median round (224x224 uint8, batch 64, RandAugment N=2 M=9)")
+    axis.set_xlabel("images / s, median round\n(224x224 uint8, batch 64, RandAugment N=2 M=9)")
     axis.set_xlim(0, max(results.values()) * 1.25)
     figure.tight_layout()
     write_atomic(out / "bench_randaugment.png", lambda p: figure.savefig(p, dpi=100))

@@ -141,7 +141,6 @@ _look_up_rows_kernel = tf.function(
     jit_compile=True,
     reduce_retracing=True,
 )
-_scatter_kernel = tf.function(tf.tensor_scatter_nd_update, jit_compile=True, reduce_retracing=True)
 
 
 # Row counts the XLA kernels are compiled for: 1, 2, 3, 4, 6, 8, 12, ... (at most a third wasted).

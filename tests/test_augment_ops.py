@@ -218,6 +218,25 @@ def test_op_chain_composes_geometric_ops_into_one_warp():
     np.testing.assert_array_equal(out.numpy(), expected.numpy())
 
 
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_op_chain_warps_only_moved_images_like_the_pure_op(interpolation):
+    images = tf.constant(np.stack([IMAGE, IMAGE[::-1], IMAGE[:, ::-1]]), tf.float32)
+    rotate, identity = ops.BASE_OPS.index("rotate"), ops.BASE_OPS.index("identity")
+    base_ids = tf.constant([[rotate], [identity], [rotate]])
+    degrees = tf.constant([[17.0], [0.0], [-40.0]])
+    names = ("identity", "rotate")
+    out = apply_op_chain(images, base_ids, degrees, tf.zeros([3, 1, 2]), names, interpolation)
+    expected = tf.round(ops.rotate(images, degrees[:, 0], interpolation)).numpy()
+    np.testing.assert_array_equal(out.numpy()[1], images.numpy()[1])
+    np.testing.assert_allclose(out.numpy(), expected, atol=0 if interpolation == "nearest" else 1)
+    assert np.mean(out.numpy() != expected) < 0.01
+
+
+def test_warp_rejects_unknown_interpolation():
+    with pytest.raises(ValueError, match=r"'nearest' or 'bilinear'.*'bicubic'"):
+        ops.warp(tf.zeros([1, 4, 4, 3]), tf.eye(3, batch_shape=[1]), "bicubic")
+
+
 @pytest.mark.parametrize("name", sorted(ops.PIXEL_OPS))
 def test_op_chain_pixel_ops_equal_pure_ops(name):
     """The chain's look-up-table / subset forms give the pure op's result, per image."""

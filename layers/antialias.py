@@ -26,7 +26,7 @@ import keras
 
 from layers.binomial import check_filter_size
 from layers.blurpool import BlurPool2D, MaxBlurPool2D
-from layers.padding import check_pad_mode
+from layers.padding import check_pad_mode, check_pad_overflow
 
 #: Strided layers whose stride moves to a blur (weights unchanged at stride 1).
 STRIDED_CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
@@ -42,6 +42,8 @@ PER_PIXEL_LAYERS = (
     keras.layers.Softmax,
     keras.layers.Dropout,
 )
+#: Pooling layers replaced by blurs (max-pool, average-pool).
+POOLS = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
 #: Other downsampling layer types this rewrite does not handle (named in a warning).
 UNHANDLED_DOWNSAMPLING = (
     keras.layers.Conv1D,
@@ -70,6 +72,10 @@ def _is_activation(layer: keras.layers.Layer) -> bool:
         | keras.layers.ELU
         | keras.layers.Softmax,
     )
+
+
+def _channels_last(layer: keras.layers.Layer) -> bool:
+    return getattr(layer, "data_format", None) == "channels_last"
 
 
 def _has_activation(layer: keras.layers.Layer) -> bool:
@@ -166,9 +172,9 @@ def _as_functional(model: keras.Model) -> keras.Model:
 class _Rewriter:
     """Builds the replacement layers and the calls that insert crops and blurs."""
 
-    def __init__(self, model: keras.Model, filter_size: int, pad_mode: str):
-        self.filter_size = filter_size
-        self.pad_mode = pad_mode
+    def __init__(self, model: keras.Model, blur_options: dict):
+        # filter_size, pad_mode, pad_overflow: as given to `antialias`, for every blur.
+        self.blur_options = blur_options
         self.graph = _Graph(model)
         self.weight_pairs: list[tuple[keras.layers.Layer, keras.layers.Layer]] = []
         self.problems: list[str] = []
@@ -181,8 +187,7 @@ class _Rewriter:
         self.blur_after: dict[int, keras.layers.Layer] = {}
         self.blur_before: set[int] = set()
         for layer in model.layers:
-            convertible = getattr(layer, "data_format", None) == "channels_last"
-            if isinstance(layer, STRIDED_CONVS) and _is_strided(layer) and convertible:
+            if isinstance(layer, STRIDED_CONVS) and _is_strided(layer) and _channels_last(layer):
                 anchor, found_activation = _blur_anchor(layer, self.graph)
                 if not found_activation and layer.kernel_size == (1, 1):
                     # Zhang's shortcut: blur -> conv1x1 equals conv1x1 -> blur (both linear,
@@ -201,11 +206,11 @@ class _Rewriter:
     def _blur(self, strides, dtype, name: str) -> BlurPool2D:
         """A new BlurPool2D; `name` is used as is (a replaced layer's) or made unique."""
         return BlurPool2D(
-            filter_size=self.filter_size,
             strides=tuple(strides),
-            pad_mode=self.pad_mode,
+            data_format="channels_last",
             dtype=dtype,
             name=name,
+            **self.blur_options,
         )
 
     def _blur_step(self, strided, dtype) -> Callable:
@@ -248,11 +253,12 @@ class _Rewriter:
         if isinstance(layer, keras.Model):
             return self._clone_submodel(layer)
         config = layer.get_config()
+        pool_to_blur = _is_strided(layer) and _channels_last(layer)
         if isinstance(layer, STRIDED_CONVS) and _is_strided(layer):
             new = self._convert_conv(layer, config)
-        elif isinstance(layer, keras.layers.MaxPooling2D) and _is_strided(layer):
+        elif isinstance(layer, keras.layers.MaxPooling2D) and pool_to_blur:
             new = self._convert_max_pool(layer, config)
-        elif isinstance(layer, keras.layers.AveragePooling2D) and _is_strided(layer):
+        elif isinstance(layer, keras.layers.AveragePooling2D) and pool_to_blur:
             new = self._blur(layer.strides, layer.dtype_policy, layer.name)
             if tuple(layer.pool_size) != tuple(layer.strides):
                 self.problems.append(
@@ -265,6 +271,10 @@ class _Rewriter:
             if isinstance(layer, UNHANDLED_DOWNSAMPLING) and _is_strided(layer):
                 self.problems.append(
                     f"{layer.name}: {type(layer).__name__} is not 2-D; left as it is"
+                )
+            if isinstance(layer, POOLS) and _is_strided(layer):
+                self.problems.append(
+                    f"{layer.name}: channels_first {type(layer).__name__}; left as it is"
                 )
             self._warn_hidden_downsampling(layer)
             new = type(layer).from_config(config)
@@ -292,11 +302,11 @@ class _Rewriter:
         if layer.padding == "valid":
             return MaxBlurPool2D(
                 pool_size=tuple(layer.pool_size),
-                filter_size=self.filter_size,
                 strides=tuple(layer.strides),
-                pad_mode=self.pad_mode,
+                data_format="channels_last",
                 dtype=layer.dtype_policy,
                 name=layer.name,
+                **self.blur_options,
             )
         # "same": stride-1 "same" max-pool, crop onto the stride-s grid, then blur.
         config.update(strides=(1, 1))
@@ -315,16 +325,14 @@ class _Rewriter:
             return new
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            new = antialias(functional, self.filter_size, self.pad_mode)
+            new = antialias(functional, **self.blur_options)
         self.problems.extend(f"{model.name}/{w.message}" for w in caught)
         return new
 
     def _warn_hidden_downsampling(self, layer: keras.layers.Layer) -> None:
         """A custom layer can hide strided sublayers the graph walk cannot see."""
         for sub in layer._flatten_layers(include_self=False, recursive=True):
-            if _is_strided(sub) and isinstance(
-                sub, (*STRIDED_CONVS, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
-            ):
+            if _is_strided(sub) and isinstance(sub, (*STRIDED_CONVS, *POOLS)):
                 self.problems.append(
                     f"{layer.name}/{sub.name}: strided {type(sub).__name__} inside a custom "
                     f"layer; left as it is"
@@ -341,7 +349,12 @@ class _Rewriter:
         return y
 
 
-def antialias(model: keras.Model, filter_size: int = 4, pad_mode: str = "reflect") -> keras.Model:
+def antialias(
+    model: keras.Model,
+    filter_size: int = 4,
+    pad_mode: str = "reflect",
+    pad_overflow: str = "repeat",
+) -> keras.Model:
     """A new functional model with every downsampling layer anti-aliased (Zhang, ICML 2019).
 
     Strided max-pools become `MaxBlurPool2D`, average-pools `BlurPool2D`, strided convolutions
@@ -354,6 +367,8 @@ def antialias(model: keras.Model, filter_size: int = 4, pad_mode: str = "reflect
         model: a built functional or Sequential `keras.Model`.
         filter_size: blur filter size, 1..7 (1 keeps the original function).
         pad_mode: blur padding, "reflect", "replicate" or "zero".
+        pad_overflow: "repeat" (default: reflect on, as numpy.pad does, where a map is not wider
+            than the pad, so any input size works) or "error"; see `BlurPool2D`.
 
     Returns:
         The anti-aliased `keras.Model`.
@@ -361,10 +376,13 @@ def antialias(model: keras.Model, filter_size: int = 4, pad_mode: str = "reflect
     Raises:
         ValueError: for a subclassed model, an unbuilt Sequential, or bad blur arguments.
     """
-    check_filter_size(filter_size)
-    check_pad_mode(pad_mode)
+    blur_options = {
+        "filter_size": check_filter_size(filter_size),
+        "pad_mode": check_pad_mode(pad_mode),
+        "pad_overflow": check_pad_overflow(pad_overflow),
+    }
     functional = _as_functional(model)
-    rewriter = _Rewriter(functional, filter_size, pad_mode)
+    rewriter = _Rewriter(functional, blur_options)
     new_model = keras.models.clone_model(
         functional, clone_function=rewriter.clone, call_function=rewriter.call
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -20,10 +21,15 @@ def check_filter_size(filter_size: int) -> int:
         `filter_size` as an int.
 
     Raises:
-        ValueError: if it is not one of `FILTER_SIZES`.
+        ValueError: if it is not one of `FILTER_SIZES`; floats (4.0), strings and bools are
+            refused too (4.0 == 4 in Python, but a float here is a caller's mistake).
     """
-    if isinstance(filter_size, bool) or filter_size not in FILTER_SIZES:
-        raise ValueError(f"filter_size must be one of {list(FILTER_SIZES)}, got {filter_size!r}.")
+    is_int = isinstance(filter_size, numbers.Integral) and not isinstance(filter_size, bool)
+    if not is_int or filter_size not in FILTER_SIZES:
+        raise ValueError(
+            f"filter_size must be one of {list(FILTER_SIZES)} (an int), got {filter_size!r} "
+            f"({type(filter_size).__name__})."
+        )
     return int(filter_size)
 
 

@@ -203,11 +203,12 @@ def test_bad_arguments_raise(kwargs, message):
 
 
 def test_reflect_wider_than_input_raises_and_zero_works():
+    """With pad_overflow="error" (the default "repeat" is in tests/test_pad_overflow.py)."""
     x = _random((1, 2, 2, 1))
     with pytest.raises(ValueError, match="pad_mode='reflect' needs an input height larger"):
-        BlurPool2D(filter_size=5, pad_mode="reflect")(x)
+        BlurPool2D(filter_size=5, pad_mode="reflect", pad_overflow="error")(x)
     with pytest.raises(ValueError, match="reflect"):
-        BlurPool2D(filter_size=5)(keras.Input((2, 8, 1)))
+        BlurPool2D(filter_size=5, pad_overflow="error")(keras.Input((2, 8, 1)))
     np.testing.assert_allclose(
         np.asarray(BlurPool2D(filter_size=5, pad_mode="zero")(x)),
         numpy_blurpool(x, 5, 2, "zero"),

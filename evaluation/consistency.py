@@ -7,20 +7,27 @@
 
 A shift by (dy, dx) is a window of the image's size cut at offset (dy, dx) from the image padded at
 the bottom and right by symmetric reflection (so the model sees its usual input size; Zhang and
-Azulay-Weiss cut windows out of larger images). Offsets are drawn per image, seeded (the reference
-scripts share one offset per batch and are unseeded).
+Azulay-Weiss cut windows out of larger images). Offsets and noise are drawn per image, keyed by
+(seed, example index), so they do not depend on batching or workers (the reference scripts share
+one offset per batch and are unseeded).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
 from evaluation import filters
 
-PredictFn = Callable[[tf.Tensor], np.ndarray]
+# Zhang's 32 of 256 px max shift, Azulay-Weiss' 8 diagonal steps, ImageNet-P's difficulty-1
+# Gaussian noise (sigma 0.03) with 10 noisy frames per image.
+SHIFT_FRACTION = 32 / 256
+TRANSLATION_STEPS = 8
+NOISE_SIGMA, NOISE_FRAMES = 0.03, 10
+# views per image: two random shifts, the diagonal shifts 0..8 (shift 0 is the image itself,
+# ImageNet-P's first frame), then the noisy frames
+NUM_VIEWS = 2 + TRANSLATION_STEPS + 1 + NOISE_FRAMES
+SHIFT_STREAM, NOISE_STREAM = 11, 12
 
 
 def shift_windows(images, dy, dx, max_shift: int) -> tf.Tensor:
@@ -28,7 +35,7 @@ def shift_windows(images, dy, dx, max_shift: int) -> tf.Tensor:
 
     Args:
         images: uint8 NHWC batch with static H, W.
-        dy, dx: int arrays [N] in [0, max_shift].
+        dy, dx: integer arrays or tensors [N] in [0, max_shift].
         max_shift: bottom/right padding.
 
     Returns:
@@ -37,31 +44,103 @@ def shift_windows(images, dy, dx, max_shift: int) -> tf.Tensor:
     x = filters.to_static_nhwc(images)
     h, w = x.shape[1], x.shape[2]
     padded = filters.pad(x, (0, max_shift), (0, max_shift), "symmetric")
-    rows = tf.constant(np.asarray(dy)[:, None] + np.arange(h)[None], tf.int32)
-    cols = tf.constant(np.asarray(dx)[:, None] + np.arange(w)[None], tf.int32)
+    rows = tf.cast(tf.convert_to_tensor(dy), tf.int32)[:, None] + tf.range(h)[None]
+    cols = tf.cast(tf.convert_to_tensor(dx), tf.int32)[:, None] + tf.range(w)[None]
     return tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
 
 
-def shift_consistency_counts(
-    predict: PredictFn, images, max_shift: int, rng: np.random.Generator
-) -> tuple[int, int]:
-    """(agreeing, total) top-1 pairs under two random shifts per image (Zhang's consistency)."""
-    n = int(images.shape[0])
-    off = rng.integers(0, max_shift + 1, size=(2, 2, n))
-    a = predict(shift_windows(images, off[0, 0], off[0, 1], max_shift)).argmax(-1)
-    b = predict(shift_windows(images, off[1, 0], off[1, 1], max_shift)).argmax(-1)
-    return int(np.sum(a == b)), n
-
-
-def translation_sequence(predict: PredictFn, images, steps: int = 8) -> np.ndarray:
-    """Probabilities for the diagonal shifts 0..steps, shape [steps + 1, N, C]."""
-    n = int(images.shape[0])
-    return np.stack(
-        [
-            predict(shift_windows(images, np.full(n, c), np.full(n, c), steps))
-            for c in range(steps + 1)
-        ]
+def _per_example(seed: int, stream: int, indices, shape, draw) -> tf.Tensor:
+    """`draw(shape, key)` for each example with key (seed, stream, example index)."""
+    key = tf.constant([seed, stream], tf.int64)
+    return tf.map_fn(
+        lambda i: draw(shape, tf.random.experimental.stateless_fold_in(key, i)),
+        tf.cast(indices, tf.int64),
+        fn_output_signature=tf.TensorSpec(shape, tf.float32),
     )
+
+
+def views(images, indices, seed: int) -> tf.Tensor:
+    """The consistency suite's inputs for each image, random numbers keyed per example.
+
+    Args:
+        images: uint8 [N, H, W, C] with static H, W, C.
+        indices: int64 [N] global example indices.
+        seed: the evaluation's seed.
+
+    Returns:
+        uint8 [N, NUM_VIEWS, H, W, C]: two random shifts of at most `SHIFT_FRACTION` of H, the
+        diagonal shifts 0..TRANSLATION_STEPS, the images plus Gaussian noise (NOISE_FRAMES).
+    """
+    x = filters.to_static_nhwc(images)
+    h = x.shape[1]
+    max_shift = max(1, round(h * SHIFT_FRACTION))
+    offsets = _per_example(
+        seed, SHIFT_STREAM, indices, [4], lambda s, k: tf.random.stateless_uniform(s, k)
+    )
+    offsets = tf.cast(tf.floor(offsets * (max_shift + 1)), tf.int32)
+    out = [shift_windows(x, offsets[:, 2 * j], offsets[:, 2 * j + 1], max_shift) for j in (0, 1)]
+    n = tf.shape(x)[0]
+    for c in range(TRANSLATION_STEPS + 1):
+        out.append(shift_windows(x, tf.fill([n], c), tf.fill([n], c), TRANSLATION_STEPS))
+    xf = tf.cast(x, tf.float32) / 255.0
+    noise = _per_example(
+        seed,
+        NOISE_STREAM,
+        indices,
+        [NOISE_FRAMES, *x.shape[1:]],
+        lambda s, k: tf.random.stateless_normal(s, k, stddev=NOISE_SIGMA),
+    )
+    for k in range(NOISE_FRAMES):
+        noisy = tf.clip_by_value(xf + noise[:, k], 0, 1)
+        out.append(tf.cast(tf.floor(noisy * 255), tf.uint8))
+    return tf.stack(out, axis=1)
+
+
+class ConsistencySums:
+    """Streams `views`' predictions into per-example counts that add across batches and workers."""
+
+    KEYS = ("n", "shift_agree", "top1_changes", "abs_change", "noise_flips")
+
+    def __init__(self):
+        self.sums = dict.fromkeys(self.KEYS, 0.0)
+
+    def update(self, probs) -> None:
+        """Adds [N, NUM_VIEWS, C] probabilities of `views`' images."""
+        p = np.asarray(probs, np.float64)
+        if p.shape[0] == 0:
+            return
+        top = p.argmax(-1)
+        seq = p[:, 2 : 3 + TRANSLATION_STEPS].transpose(1, 0, 2)  # [T, N, C]
+        jagged = translation_sensitivity(seq)
+        frames = np.concatenate([top[:, 2:3], top[:, 3 + TRANSLATION_STEPS :]], axis=1)
+        n, pairs = p.shape[0], TRANSLATION_STEPS * p.shape[0]
+        self.sums["n"] += n
+        self.sums["shift_agree"] += float(np.sum(top[:, 0] == top[:, 1]))
+        self.sums["top1_changes"] += jagged["p_top1_change"] * pairs
+        self.sums["abs_change"] += jagged["mean_abs_change"] * pairs
+        self.sums["noise_flips"] += flip_probability(frames, mode="noise") * n
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"consistency": np.array([self.sums[k] for k in self.KEYS])}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.sums = dict(zip(self.KEYS, (float(v) for v in state["consistency"]), strict=True))
+
+    def result(self) -> dict:
+        """The report's consistency block (fractions over all examples / frame pairs)."""
+        n = self.sums["n"]
+        return {
+            "shift_consistency": self.sums["shift_agree"] / n,
+            "p_top1_change": self.sums["top1_changes"] / (TRANSLATION_STEPS * n),
+            "mean_abs_change": self.sums["abs_change"] / (TRANSLATION_STEPS * n),
+            "flip_probability_noise": self.sums["noise_flips"] / n,
+            "settings": {
+                "max_shift_fraction": SHIFT_FRACTION,
+                "translation_steps": TRANSLATION_STEPS,
+                "noise_sigma": NOISE_SIGMA,
+                "noise_frames": NOISE_FRAMES,
+            },
+        }
 
 
 def translation_sensitivity(probs_sequence) -> dict[str, float]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from evaluation.bootstrap import BootstrapSums
+
 ALEXNET_CLEAN_ERROR = 0.435
 # AlexNet's mean error over severities 1-5 (Hendrycks & Dietterich 2019, appendix; keyed by name).
 # The 15 common corruptions to 6 digits (augmix / mmcls); the 4 extra to 3 digits (paper only).
@@ -152,43 +154,100 @@ def brier_score(probs, labels) -> float:
 class StreamingMetrics:
     """All the metrics above from per-bin sums, updated batch by batch (never holds N x C).
 
-    The adaptive RMS needs a sort, so it keeps one float32 confidence and one bool per example.
+    The adaptive RMS needs a sort, so it keeps one float32 confidence and one bool per example,
+    with the example's index (its position in the data set) so that shards seen out of order, or
+    by other workers, sort exactly as one pass in order would. With `bootstrap` > 0 it also keeps
+    per-replicate weighted bin sums (`evaluation.bootstrap`) and reports their 95% intervals.
     """
 
-    def __init__(self, num_bins: int = 10, bin_size: int = 100):
+    def __init__(self, num_bins: int = 10, bin_size: int = 100, bootstrap: int = 0):
         self.num_bins, self.bin_size = num_bins, bin_size
         self.count = np.zeros(num_bins, np.int64)
         self.conf_sum = np.zeros(num_bins)
         self.correct_sum = np.zeros(num_bins)
         self.nll_sum = 0.0
         self.brier_sum = 0.0
+        self.bootstrap = BootstrapSums(bootstrap, num_bins) if bootstrap else None
         self._conf: list[np.ndarray] = []
         self._correct: list[np.ndarray] = []
+        self._index: list[np.ndarray] = []
 
     @property
     def n(self) -> int:
         return int(self.count.sum())
 
-    def update(self, probs, labels) -> None:
-        """Adds a batch of N x C probabilities and N integer labels."""
+    def update(self, probs, labels, indices=None, weights=None) -> None:
+        """Adds a batch of N x C probabilities and N integer labels.
+
+        Args:
+            indices: the examples' positions in the data set (default: in order after the
+                examples added so far).
+            weights: uint8 [N, R] Poisson bootstrap weights (`bootstrap.poisson_weights`);
+                required when the accumulator bootstraps.
+        """
         probs, labels = _check(probs, labels)
-        count, conf_sum, correct_sum = _bin_sums(probs, labels, self.num_bins)
-        self.count += count
-        self.conf_sum += conf_sum
-        self.correct_sum += correct_sum
         n = len(labels)
+        conf, correct = confidence_and_correct(probs, labels)
+        idx = bin_indices(conf, self.num_bins)
+        self.count += np.bincount(idx, minlength=self.num_bins)
+        self.conf_sum += np.bincount(idx, weights=conf, minlength=self.num_bins)
+        self.correct_sum += np.bincount(
+            idx, weights=correct.astype(np.float64), minlength=self.num_bins
+        )
         self.nll_sum += negative_log_likelihood(probs, labels) * n
         self.brier_sum += brier_score(probs, labels) * n
-        conf, correct = confidence_and_correct(probs, labels)
+        if self.bootstrap is not None:
+            if weights is None:
+                raise ValueError("this accumulator bootstraps: pass the examples' weights")
+            self.bootstrap.update(idx, conf, correct, weights)
+        start = sum(len(i) for i in self._index)
+        self._index.append(np.arange(start, start + n) if indices is None else np.asarray(indices))
         self._conf.append(conf.astype(np.float32))
         self._correct.append(correct)
 
+    def state(self, num_examples: int) -> dict[str, np.ndarray]:
+        """Sums, and the per-example values laid out by example index (length `num_examples`):
+        the element-wise sum of the states of disjoint shards is the whole data set's state."""
+        conf = np.zeros(num_examples, np.float32)
+        correct = np.zeros(num_examples, np.float32)
+        index = np.concatenate(self._index) if self._index else np.zeros(0, np.int64)
+        if len(index):
+            conf[index] = np.concatenate(self._conf)
+            correct[index] = np.concatenate(self._correct)
+        state = {
+            "count": self.count.astype(np.float64),
+            "conf_sum": self.conf_sum,
+            "correct_sum": self.correct_sum,
+            "nll_brier": np.array([self.nll_sum, self.brier_sum]),
+            "conf": conf,
+            "correct": correct,
+        }
+        if self.bootstrap is not None:
+            state |= {f"bootstrap_{k}": v for k, v in self.bootstrap.state().items()}
+        return state
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Replaces the accumulator's contents by a (summed) `state`."""
+        self.count = np.rint(state["count"]).astype(np.int64)
+        self.conf_sum = np.asarray(state["conf_sum"], np.float64)
+        self.correct_sum = np.asarray(state["correct_sum"], np.float64)
+        self.nll_sum, self.brier_sum = (float(v) for v in state["nll_brier"])
+        self._conf = [np.asarray(state["conf"], np.float32)]
+        self._correct = [np.asarray(state["correct"]) > 0.5]
+        self._index = [np.arange(len(self._conf[0]))]
+        if self.bootstrap is not None:
+            self.bootstrap.load_state(
+                {k[len("bootstrap_") :]: v for k, v in state.items() if k.startswith("bootstrap_")}
+            )
+
     def result(self) -> dict:
-        """Metric name -> value, plus the reliability bins (count, mean confidence, accuracy)."""
+        """Metric name -> value, plus the reliability bins (count, mean confidence, accuracy) and,
+        when bootstrapping, "ci95": {metric: [lo, hi]} for `bootstrap.CI_METRICS`."""
         if self.n == 0:
             raise ValueError("no examples were added")
         safe = np.maximum(self.count, 1)
-        return {
+        order = np.argsort(np.concatenate(self._index), kind="stable")
+        out = {
             "n": self.n,
             "accuracy": float(self.correct_sum.sum() / self.n),
             "error": float(1 - self.correct_sum.sum() / self.n),
@@ -196,7 +255,9 @@ class StreamingMetrics:
                 self.count, self.conf_sum, self.correct_sum, "l2"
             ),
             "adaptive_rms_calibration_error": adaptive_rms_from_confidence(
-                np.concatenate(self._conf), np.concatenate(self._correct), self.bin_size
+                np.concatenate(self._conf)[order],
+                np.concatenate(self._correct)[order],
+                self.bin_size,
             ),
             "expected_calibration_error": _binned_error(
                 self.count, self.conf_sum, self.correct_sum, "l1"
@@ -209,6 +270,9 @@ class StreamingMetrics:
                 "accuracy": (self.correct_sum / safe).tolist(),
             },
         }
+        if self.bootstrap is not None:
+            out["ci95"] = self.bootstrap.intervals()
+        return out
 
 
 def corruption_error(errors, baseline_error: float) -> float:

@@ -1,4 +1,10 @@
-"""`evaluate`: streams a data set once through every condition of the chosen suites."""
+"""`evaluate`: streams a data set once through every condition of the chosen suites.
+
+The conditions are computed in the input pipeline (`evaluation.pipeline`: parallel, prefetched)
+while the model runs as a compiled function, under a tf.distribute strategy when given one; the
+host adds each batch's probabilities into per-condition sums (`StreamingMetrics`), which the
+workers of a multi-worker run add up at the end (`distribute.sum_over_workers`).
+"""
 
 from __future__ import annotations
 
@@ -10,16 +16,11 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from evaluation import consistency, corruptions, shifts
+from evaluation import consistency, corruptions, distribute, pipeline, shifts
 from evaluation.metrics import StreamingMetrics
 from evaluation.report import Report
 
 SUITES = ("study", "imagenet-c", "consistency")
-# consistency suite settings: Zhang's 32 of 256 px max shift, Azulay-Weiss' 8 diagonal steps,
-# ImageNet-P's difficulty-1 Gaussian noise (sigma 0.03) with 10 noisy frames per image.
-SHIFT_FRACTION = 32 / 256
-TRANSLATION_STEPS = 8
-NOISE_SIGMA, NOISE_FRAMES = 0.03, 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Condition:
     suite: str  # "clean", "study" or "imagenet-c": the corruption "brightness" is not the study's
     shift: str
     level: float | int | None
-    apply: Callable[[tf.Tensor, int], tf.Tensor]  # (uint8 batch, batch index) -> uint8 batch
+    apply: pipeline.ConditionFn  # (uint8 batch, example indices) -> uint8 batch
 
 
 def parse_suites(suite: str | Iterable[str]) -> list[str]:
@@ -70,21 +71,41 @@ def build_conditions(
                         name,
                         sev,
                         lambda x, i, n=name, s=sev: corruptions.corrupt(
-                            x, n, s, seed=seed * 1_000_003 + i
+                            x, n, s, seed=pipeline.example_seeds(seed, i)
                         ),
                     )
                 )
     return conditions
 
 
-def _predictor(model, preprocess, from_logits: bool):
-    def predict(images: tf.Tensor) -> np.ndarray:
+def _model_fn(model, preprocess, from_logits: bool):
+    def probabilities(images: tf.Tensor) -> tf.Tensor:
         x = tf.cast(images, tf.float32) if preprocess is None else preprocess(images)
         out = model(x, training=False)
         out = keras.ops.softmax(out, axis=-1) if from_logits else out
-        return np.asarray(keras.ops.convert_to_numpy(out), np.float64)
+        return tf.cast(out, tf.float32)
 
-    return predict
+    return probabilities
+
+
+def _run(strategy, fn, dataset: tf.data.Dataset, progress: tqdm):
+    """Runs `fn` (per replica, compiled) on each element; yields each replica's outputs as NumPy."""
+    if strategy.num_replicas_in_sync > 1:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA
+        )
+        dataset = strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+    @tf.function(reduce_retracing=True)
+    def step(element):
+        return strategy.run(fn, args=element)
+
+    for element in dataset:
+        outputs = step(element)
+        for replica in zip(*(strategy.experimental_local_results(o) for o in outputs), strict=True):
+            yield tuple(t.numpy() for t in replica)
+        progress.update()
 
 
 def evaluate(
@@ -100,15 +121,18 @@ def evaluate(
     severities: Iterable[int] = (1, 2, 3, 4, 5),
     seed: int = 0,
     verbose: int = 1,
+    bootstrap: int = 200,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> Report:
     """Evaluates a classifier on clean data and under the chosen suites' shifts.
 
     Args:
         model: a callable Keras model returning probabilities (or logits, with from_logits=True).
-        dataset: iterable (e.g. tf.data) of (uint8 NHWC batch, integer labels).
+        dataset: tf.data.Dataset (or iterable) of (uint8 NHWC batch, integer labels); under a
+            strategy, each element is one global batch, split over the replicas.
         suite: "study", "imagenet-c", "consistency", or several ("study,imagenet-c" or a list).
-        preprocess: applied to each shifted uint8 batch before the model (e.g. normalisation);
-            None casts to float32 0..255.
+        preprocess: applied (in the compiled model step) to each shifted uint8 batch before the
+            model (e.g. normalisation); None casts to float32 0..255.
         from_logits: apply softmax to the model's outputs.
         dataset_name: "pathmnist", "pets" or None: picks the study's brightness factors
             (None -> pathMNIST's {0.8, 0.9, 1.1, 1.2}).
@@ -116,13 +140,22 @@ def evaluate(
         corruptions: for "imagenet-c": a subset name ("common", "all", ...), "name,name", or a
             list of names (default: the 15 common ones).
         severities: corruption severities (1..5).
-        seed: seeds the corruptions (per batch: seed * 1000003 + batch index) and the shifts.
-        verbose: 0 silent, 1 progress bar.
+        seed: keys every random number (corruptions, consistency views, bootstrap weights)
+            together with the example's index in the data set (|seed| < 2**31).
+        verbose: 0 silent, 1 progress bar (chief only).
+        bootstrap: Poisson bootstrap replicates for each row's "ci95"; 0 switches it off.
+        strategy: a tf.distribute strategy (`distribute.make_strategy`); None: the default one.
+            Every worker returns the full report; only the chief should write it
+            (`distribute.is_chief`).
 
     Returns:
         a `Report`.
     """
     suites = parse_suites(suite)
+    if not isinstance(bootstrap, int) or bootstrap < 0:
+        raise ValueError(
+            f"bootstrap must be an integer >= 0 (0 switches it off), got {bootstrap!r}"
+        )
     factors = (
         tuple(brightness_factors)
         if brightness_factors is not None
@@ -131,25 +164,54 @@ def evaluate(
     names = corruption_list(corruptions)
     severities = tuple(severities)
     conditions = build_conditions(suites, factors, names, severities, seed)
-    predict = _predictor(model, preprocess, from_logits)
-    accumulators = [StreamingMetrics() for _ in conditions]
-    rng = np.random.default_rng(seed)
-    counts = {"shift_agree": 0, "shift_total": 0, "noise_flips": 0.0, "noise_total": 0}
-    sequences: list[dict] = []
-    for i, (images, labels) in enumerate(tqdm(dataset, disable=not verbose, desc="evaluate")):
-        images = tf.convert_to_tensor(images)
-        labels = np.asarray(labels).reshape(-1).astype(np.int64)
-        for cond, acc in zip(conditions, accumulators, strict=True):
-            acc.update(predict(cond.apply(images, i)), labels)
-        if "consistency" in suites:
-            _update_consistency(predict, images, rng, seed, i, counts, sequences)
-    if accumulators[0].n == 0:
+    strategy = strategy or tf.distribute.get_strategy()
+    data = pipeline.indexed(dataset)
+    probabilities = _model_fn(model, preprocess, from_logits)
+    progress = tqdm(disable=not (verbose and distribute.is_chief(strategy)), desc="evaluate")
+
+    accumulators = [StreamingMetrics(bootstrap=bootstrap) for _ in conditions]
+    stream = pipeline.condition_stream(data, [c.apply for c in conditions], bootstrap, seed)
+
+    def predict_condition(images, labels, indices, condition, weights):
+        return probabilities(images), labels, indices, condition, weights
+
+    for probs, labels, indices, condition, weights in _run(
+        strategy, predict_condition, stream, progress
+    ):
+        if len(labels):
+            accumulators[condition[0]].update(probs, labels, indices, weights)
+
+    sums = consistency.ConsistencySums()
+    if "consistency" in suites:
+
+        def predict_views(views, indices):
+            flat = tf.reshape(views, [-1, *views.shape[2:]])
+            probs = probabilities(flat)
+            return tf.reshape(probs, [tf.shape(views)[0], views.shape[1], -1]), indices
+
+        for probs, _ in _run(
+            strategy, predict_views, pipeline.consistency_stream(data, seed), progress
+        ):
+            sums.update(probs)
+    progress.close()
+
+    num_examples = int(
+        distribute.sum_over_workers(strategy, {"n": np.array([accumulators[0].n])})["n"][0]
+    )
+    if num_examples == 0:
         raise ValueError("the data set yielded no examples")
+    states = {"consistency": sums.state()["consistency"]}
+    for k, acc in enumerate(accumulators):
+        states |= {f"{k}/{name}": v for name, v in acc.state(num_examples).items()}
+    states = distribute.sum_over_workers(strategy, states)
+    sums.load_state(states)
+    for k, acc in enumerate(accumulators):
+        prefix = f"{k}/"
+        acc.load_state({n[len(prefix) :]: v for n, v in states.items() if n.startswith(prefix)})
     results = [
         {"suite": c.suite, "shift": c.shift, "level": c.level, **a.result()}
         for c, a in zip(conditions, accumulators, strict=True)
     ]
-    consistency_results = _finish_consistency(counts, sequences) if "consistency" in suites else {}
     meta = {
         "suites": suites,
         "dataset_name": dataset_name,
@@ -157,7 +219,11 @@ def evaluate(
         "severities": list(severities),
         "seed": seed,
         "model": getattr(model, "name", type(model).__name__),
+        "image_size": int(data.element_spec[0].shape[1]),
+        "num_examples": num_examples,
+        "bootstrap": bootstrap,
     }
+    consistency_results = sums.result() if "consistency" in suites else {}
     return Report(results=results, consistency=consistency_results, meta=meta)
 
 
@@ -170,39 +236,3 @@ def corruption_list(spec: str | Iterable[str] | None) -> list[str]:
             return corruptions.corruption_names(spec)
         return [n.strip() for n in spec.split(",") if n.strip()]
     return list(spec)
-
-
-def _update_consistency(predict, images, rng, seed, batch_index, counts, sequences):
-    h = int(images.shape[1])
-    max_shift = max(1, round(h * SHIFT_FRACTION))
-    agree, total = consistency.shift_consistency_counts(predict, images, max_shift, rng)
-    counts["shift_agree"] += agree
-    counts["shift_total"] += total
-    probs = consistency.translation_sequence(predict, images, TRANSLATION_STEPS)
-    sequences.append(consistency.translation_sensitivity(probs) | {"n": int(images.shape[0])})
-    x = tf.cast(images, tf.float32) / 255.0
-    frames = [predict(images).argmax(-1)]
-    for k in range(NOISE_FRAMES):
-        noise_seed = tf.constant([seed * 1_000_003 + batch_index, k], tf.int64)
-        noisy = x + tf.random.stateless_normal(tf.shape(x), noise_seed, stddev=NOISE_SIGMA)
-        noisy = tf.cast(tf.floor(tf.clip_by_value(noisy, 0, 1) * 255), tf.uint8)
-        frames.append(predict(noisy).argmax(-1))
-    fp = consistency.flip_probability(np.stack(frames, axis=1), mode="noise")
-    counts["noise_flips"] += fp * len(frames[0])
-    counts["noise_total"] += len(frames[0])
-
-
-def _finish_consistency(counts, sequences) -> dict:
-    n = sum(s["n"] for s in sequences)
-    return {
-        "shift_consistency": counts["shift_agree"] / counts["shift_total"],
-        "p_top1_change": sum(s["p_top1_change"] * s["n"] for s in sequences) / n,
-        "mean_abs_change": sum(s["mean_abs_change"] * s["n"] for s in sequences) / n,
-        "flip_probability_noise": counts["noise_flips"] / counts["noise_total"],
-        "settings": {
-            "max_shift_fraction": SHIFT_FRACTION,
-            "translation_steps": TRANSLATION_STEPS,
-            "noise_sigma": NOISE_SIGMA,
-            "noise_frames": NOISE_FRAMES,
-        },
-    }

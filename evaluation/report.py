@@ -4,27 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 
 from evaluation import metrics
+from evaluation.files import atomic_write_bytes
 
-STUDY_SHIFTS = ("blur", "brightness")
-
-
-def _atomic_write(path: pathlib.Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+STUDY_SHIFTS = ("brightness", "blur")  # the study's column order
+# AlexNet's errors were measured on ImageNet-C (224 px crops); below this size they do not fit.
+IMAGENET_MIN_SIZE = 160
+ALEXNET = {
+    **metrics.ALEXNET_BASELINE,
+    "name": "AlexNet on ImageNet-C (Hendrycks & Dietterich 2019)",
+}
+GIVEN_BASELINE = "the given baseline report"
+CI_METRICS = ("accuracy", "rms_calibration_error", "expected_calibration_error")
 
 
 def _json_safe(obj):
@@ -38,8 +33,22 @@ def _json_safe(obj):
     return obj
 
 
-def _fmt(v) -> str:
-    return "—" if v is None or not np.isfinite(v) else f"{v:.4f}"
+def row_interval(row: dict, key: str) -> tuple[float, float] | None:
+    """The row's 95% interval of `key` (the error's from the accuracy's), or None if absent."""
+    ci = row.get("ci95") or {}
+    bounds = ci.get("accuracy" if key == "error" else key)
+    if bounds is None or any(b is None or not np.isfinite(b) for b in bounds):
+        return None
+    lo, hi = (float(b) for b in bounds)
+    return (1 - hi, 1 - lo) if key == "error" else (lo, hi)
+
+
+def image_side(meta: dict) -> int | None:
+    """The smaller image side recorded in `meta["image_size"]` (int or [h, w]); None if absent."""
+    size = meta.get("image_size")
+    if size is None:
+        return None
+    return int(min(size)) if isinstance(size, list | tuple) else int(size)
 
 
 @dataclasses.dataclass
@@ -49,9 +58,11 @@ class Report:
     Attributes:
         results: one row per condition: {"suite", "shift", "level", "accuracy", "error",
             "rms_calibration_error", "adaptive_rms_calibration_error", "expected_calibration_error",
-            "nll", "brier", "n", "reliability"}; the clean row has shift "clean", level None.
+            "nll", "brier", "n", "reliability"} and optionally "ci95" {metric: [lo, hi]}; the
+            clean row has shift "clean", level None.
         consistency: shift consistency / translation sensitivity / flip probability (if run).
-        meta: suites, data set, factors, severities, seed, model name.
+        meta: suites, data set ("dataset": display name, "dataset_name": the study's key),
+            image_size, num_examples, factors, severities, seed, model name.
     """
 
     results: list[dict]
@@ -67,6 +78,11 @@ class Report:
         """The clean row."""
         return self.rows("clean", "clean")[0]
 
+    def dataset_label(self) -> str:
+        """The data set's display name (file or folder), else its study key, else a placeholder."""
+        name = self.meta.get("dataset") or self.meta.get("dataset_name")
+        return str(name) if name else "(data set not recorded)"
+
     def shift_average(self, shift: str, key: str) -> float | None:
         """Mean of `key` over a shift's levels (None if the shift was not run)."""
         rows = self.rows(shift)
@@ -77,12 +93,23 @@ class Report:
         names = [r["shift"] for r in self.results if r["suite"] == "imagenet-c"]
         return {n: [r["error"] for r in self.rows(n, "imagenet-c")] for n in dict.fromkeys(names)}
 
+    def corruption_families(self) -> dict[str, list[str]]:
+        """Family (noise, blur, weather, digital, extra) -> its evaluated corruptions."""
+        from evaluation.corruptions import CORRUPTIONS  # imports TensorFlow: only when needed
+
+        families: dict[str, list[str]] = {}
+        for name in self.corruption_errors():
+            family = CORRUPTIONS[name].family if name in CORRUPTIONS else "other"
+            families.setdefault(family, []).append(name)
+        return families
+
     def baseline_errors(self) -> dict:
         """This run as a baseline for another run's mCE: clean error and mean corruption errors."""
         errors = self.corruption_errors()
         if not errors:
             raise ValueError("this report has no corruption results to serve as a baseline")
         return {
+            "name": f"model `{self.meta.get('model', '?')}` on {self.dataset_label()}",
             "clean": self.clean()["error"],
             "corruptions": {n: float(np.mean(e)) for n, e in errors.items()},
         }
@@ -94,14 +121,68 @@ class Report:
             return None
         return metrics.mean_corruption_error(errors, self.clean()["error"], baseline)
 
+    def mce_baseline(self, baseline: dict | None = None) -> tuple[dict | None, str]:
+        """The baseline that fits this run for mCE, and a one-line note saying which or why none.
+
+        A given baseline (another run's `baseline_errors()`) always fits; AlexNet's published
+        errors only for ImageNet-size images (side >= IMAGENET_MIN_SIZE).
+
+        Returns:
+            (baseline dict or None, note).
+        """
+        if baseline is not None:
+            name = baseline.get("name", GIVEN_BASELINE)
+            if not set(self.corruption_errors()) & set(baseline["corruptions"]):
+                return None, f"No mCE: {name} has none of these corruptions."
+            return baseline, f"against {name}"
+        side = image_side(self.meta)
+        fix = "give `--baseline` the report.json of a reference model on the same data to get one"
+        if side is None:
+            return None, (
+                "No mCE: this report does not record the image size, so AlexNet's ImageNet-C "
+                f"errors may not fit; {fix}."
+            )
+        if side < IMAGENET_MIN_SIZE:
+            return None, (
+                f"No mCE: AlexNet's published errors are for ImageNet-C (224 px) and these images "
+                f"are {side} px; {fix}."
+            )
+        return ALEXNET, f"against {ALEXNET['name']}, not on this data set"
+
+    def corruption_overview(self, baseline: dict | None = None) -> dict | None:
+        """Unnormalised mean errors, plus CE / mCE when a baseline fits (see `mce_baseline`).
+
+        Returns:
+            None without corruption rows, else {"mean_error": {name: mean over severities},
+            "mean_error_overall", "baseline": its name or None, "note", and the keys of
+            `metrics.mean_corruption_error` when a baseline fits}.
+        """
+        errors = self.corruption_errors()
+        if not errors:
+            return None
+        chosen, note = self.mce_baseline(baseline)
+        mean_error = {n: float(np.mean(e)) for n, e in errors.items()}
+        overview = {
+            "mean_error": mean_error,
+            "mean_error_overall": float(np.mean(list(mean_error.values()))),
+            "baseline": None if chosen is None else chosen.get("name", GIVEN_BASELINE),
+            "note": note,
+        }
+        if chosen is not None:
+            overview |= self.corruption_summary(chosen)
+        return overview
+
     # ------------------------------------------------------------------ files
     def to_dict(self, baseline: dict | None = None) -> dict:
+        """report.json's content: meta, study summary, corruption overview, consistency, rows."""
+        keys = ("accuracy", "rms_calibration_error")
+        clean = {k: self.clean()[k] for k in keys}
+        if "ci95" in self.clean():
+            clean["ci95"] = self.clean()["ci95"]
         summary = {
-            "clean": {k: self.clean()[k] for k in ("accuracy", "rms_calibration_error")},
+            "clean": clean,
             **{
-                f"{s}_average": {
-                    k: self.shift_average(s, k) for k in ("accuracy", "rms_calibration_error")
-                }
+                f"{s}_average": {k: self.shift_average(s, k) for k in keys}
                 for s in STUDY_SHIFTS
                 if self.rows(s)
             },
@@ -109,7 +190,7 @@ class Report:
         return {
             "meta": self.meta,
             "summary": summary,
-            "corruption_summary": self.corruption_summary(baseline),
+            "corruption_summary": self.corruption_overview(baseline),
             "consistency": self.consistency,
             "results": self.results,
         }
@@ -121,141 +202,27 @@ class Report:
         return cls(data["results"], data.get("consistency", {}), data.get("meta", {}))
 
     def to_markdown(self, baseline: dict | None = None) -> str:
-        """The study's layout: clean / brightness-average / blur-average, then per-level tables."""
-        clean = self.clean()
-        lines = ["# Robustness report", ""]
-        if self.meta:
-            lines += [
-                f"Model `{self.meta.get('model')}`, data set `{self.meta.get('dataset_name')}`,"
-                f" {clean['n']} examples, suites {', '.join(self.meta.get('suites', []))}.",
-                "",
-            ]
-        cols = ["Clean"] + [f"{s.capitalize()} avg" for s in ("brightness", "blur") if self.rows(s)]
-        lines += ["| Metric | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-        for key, label in (("accuracy", "Accuracy"), ("rms_calibration_error", "RMS")):
-            vals = [clean[key]] + [
-                self.shift_average(s, key) for s in ("brightness", "blur") if self.rows(s)
-            ]
-            lines.append(f"| {label} | " + " | ".join(_fmt(v) for v in vals) + " |")
-        for shift in ("brightness", "blur"):
-            if not self.rows(shift):
-                continue
-            name = "factor" if shift == "brightness" else "sigma"
-            lines += ["", f"## {shift.capitalize()} by level", ""]
-            lines += [f"| {name} | Accuracy | RMS | ECE | NLL |", "|---|---|---|---|---|"]
-            for r in self.rows(shift):
-                lines.append(
-                    f"| {r['level']} | {_fmt(r['accuracy'])} | "
-                    f"{_fmt(r['rms_calibration_error'])} | "
-                    f"{_fmt(r['expected_calibration_error'])} | {_fmt(r['nll'])} |"
-                )
-        summary = self.corruption_summary(baseline)
-        if summary:
-            errors = self.corruption_errors()
-            sev = [r["level"] for r in self.rows(next(iter(errors)), "imagenet-c")]
-            who = "AlexNet's published errors" if baseline is None else "the given baseline"
-            lines += [
-                "",
-                "## Common corruptions",
-                "",
-                f"mCE {100 * summary['mce']:.1f}, relative mCE "
-                f"{100 * summary['relative_mce']:.1f} (x100, against {who}, over "
-                f"{len(summary['names'])} corruptions).",
-                "",
-            ]
-            head = " | ".join(f"err s{s}" for s in sev)
-            lines += [f"| Corruption | CE | rel. CE | {head} |", "|---" * (3 + len(sev)) + "|"]
-            for n, errs in errors.items():
-                ce = summary["ce"].get(n)
-                rel = summary["relative_ce"].get(n)
-                lines.append(
-                    f"| {n} | {'—' if ce is None else f'{100 * ce:.1f}'} | "
-                    f"{'—' if rel is None else f'{100 * rel:.1f}'} | "
-                    + " | ".join(_fmt(e) for e in errs)
-                    + " |"
-                )
-        if self.consistency:
-            c = self.consistency
-            lines += ["", "## Consistency", "", "| Metric | Value |", "|---|---|"]
-            for key in (
-                "shift_consistency",
-                "p_top1_change",
-                "mean_abs_change",
-                "flip_probability_noise",
-            ):
-                lines.append(f"| {key} | {_fmt(c[key])} |")
-        return "\n".join(lines) + "\n"
+        """report.md: summary, per-level tables, corruptions, consistency (see report_markdown)."""
+        from evaluation import report_markdown
+
+        return report_markdown.render(self, baseline)
 
     def plot_accuracy(self, path: pathlib.Path) -> None:
-        """Accuracy vs severity/level, one panel per study shift and one for the corruptions."""
-        import matplotlib
+        """accuracy.png: accuracy per study level and per corruption family and severity."""
+        from evaluation import plots
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        clean = self.clean()["accuracy"]
-        panels = [s for s in STUDY_SHIFTS if self.rows(s)]
-        errors = self.corruption_errors()
-        panels += ["corruptions"] if errors else []
-        fig, axes = plt.subplots(
-            1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 4), squeeze=False
-        )
-        for ax, panel in zip(axes[0], panels, strict=False):
-            if panel in STUDY_SHIFTS:
-                rows = self.rows(panel)
-                ax.plot([r["level"] for r in rows], [r["accuracy"] for r in rows], "o-")
-                ax.set_xlabel("factor" if panel == "brightness" else "sigma")
-                ax.set_title(f"{panel}")
-            else:
-                for n in errors:
-                    rows = self.rows(n, "imagenet-c")
-                    ax.plot(
-                        [r["level"] for r in rows],
-                        [r["accuracy"] for r in rows],
-                        ".-",
-                        label=n,
-                        lw=1,
-                    )
-                ax.set_xlabel("severity")
-                ax.set_title("corruptions")
-                ax.legend(fontsize=6, ncol=2)
-            ax.axhline(clean, color="gray", ls="--", lw=1, label="clean")
-            ax.set_ylabel("accuracy")
-            ax.set_ylim(0, 1.02)
-            ax.grid(alpha=0.3)
-        fig.suptitle(f"Accuracy under shifts — {self.meta.get('model', '')}")
-        fig.tight_layout()
-        _save_fig(fig, path)
+        atomic_write_bytes(path, plots.to_png(plots.accuracy_figure(self)))
 
     def plot_reliability(self, path: pathlib.Path) -> None:
-        """Reliability diagram of the clean data (and the hardest study shift level if run)."""
-        import matplotlib
+        """reliability.png: reliability diagrams with the examples each bin holds."""
+        from evaluation import plots
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        rows = [self.clean()]
-        rows += [self.rows(s)[-1] for s in STUDY_SHIFTS if self.rows(s)]
-        fig, axes = plt.subplots(1, len(rows), figsize=(4 * len(rows), 4), squeeze=False)
-        for ax, r in zip(axes[0], rows, strict=True):
-            rel = r["reliability"]
-            b = len(rel["count"])
-            centres = (np.arange(b) + 0.5) / b
-            acc = np.where(np.array(rel["count"]) > 0, rel["accuracy"], 0)
-            ax.bar(centres, acc, width=1 / b, edgecolor="k", alpha=0.7, label="accuracy")
-            ax.plot([0, 1], [0, 1], "r--", lw=1, label="perfect calibration")
-            title = "clean" if r["shift"] == "clean" else f"{r['shift']} {r['level']}"
-            ax.set_title(f"{title}: RMS {r['rms_calibration_error']:.3f}")
-            ax.set_xlabel("confidence")
-            ax.set_ylabel("accuracy")
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1)
-            ax.legend(fontsize=7, loc="upper left")
-        fig.tight_layout()
-        _save_fig(fig, path)
+        atomic_write_bytes(path, plots.to_png(plots.reliability_figure(self)))
 
     def save(self, out_dir, baseline: dict | None = None) -> dict[str, pathlib.Path]:
-        """Writes report.json, report.md, accuracy.png and reliability.png atomically.
+        """Writes report.json, report.md, accuracy.png and reliability.png.
+
+        Each file is written atomically with the mode the umask gives new files (0644 under 022).
 
         Returns:
             file kind -> path.
@@ -268,22 +235,9 @@ class Report:
             "accuracy_plot": out / "accuracy.png",
             "reliability_plot": out / "reliability.png",
         }
-        _atomic_write(
-            paths["json"],
-            json.dumps(_json_safe(self.to_dict(baseline)), indent=1, allow_nan=False).encode(),
-        )
-        _atomic_write(paths["markdown"], self.to_markdown(baseline).encode())
+        data = json.dumps(_json_safe(self.to_dict(baseline)), indent=1, allow_nan=False)
+        atomic_write_bytes(paths["json"], data.encode())
+        atomic_write_bytes(paths["markdown"], self.to_markdown(baseline).encode())
         self.plot_accuracy(paths["accuracy_plot"])
         self.plot_reliability(paths["reliability_plot"])
         return paths
-
-
-def _save_fig(fig, path: pathlib.Path) -> None:
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    _atomic_write(pathlib.Path(path), buf.getvalue())

@@ -1,30 +1,39 @@
-"""The training engine shared by the recipes: optimizer, data pipeline, fit, resume, final report.
+"""The training engine shared by the recipes: configuration, optimizer, data pipeline, fit, report.
 
-A run directory holds `config.yaml` (the resolved configuration), `checkpoint/` (the last epoch's
-weights and optimizer state, written atomically after every epoch, so a run killed at any moment
-resumes losing at most one epoch), `best.weights.h5` (best validation accuracy), `history.csv`,
-`logs/` (TensorBoard), `model.keras` (the selected model, which returns logits) and, from
-`evaluation`, `report.json`, `report.md` and plots.
+`fit` trains with the custom loop of `recipes.loop` under a `tf.distribute` strategy (one device,
+MirroredStrategy, MultiWorkerMirroredStrategy), in a run directory (`recipes.run_dir`) that the
+chief writes after every epoch, so a run killed at any moment resumes losing at most one epoch.
+`run` then exports the self-contained `model.keras` and writes the evaluation report.
+
+The trained model does not depend on the number of workers or devices: each replica trains on
+its rows of the same global batches (`recipes.pipeline`), and BatchNorm statistics are computed
+over the global batch when there are several replicas.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import keras
 import tensorflow as tf
-import yaml
 
 import augment
 import evaluation
+from evaluation.distribute import is_chief, make_strategy
+from recipes import export, pipeline
+from recipes.cluster import (
+    agree_on_configuration,
+    broadcast_from_chief,
+    stop_when_a_worker_is_lost,
+    worker_count,
+)
 from recipes.datasets import DataSplits, normalization_stats, normalizer
+from recipes.loop import TrainingLoop
+from recipes.objectives import Objective, parse_stability
+from recipes.progress import Progress
+from recipes.run_dir import RunConfigMismatch, RunDirectory, training_settings
 
 HEAD_LAYER = "fc"
 # `variable.path` is `layer/kernel` inside a functional model but `model/layer/kernel` in some
@@ -53,18 +62,16 @@ class TrainConfig:
     freeze_bn: bool = False
     mixed_precision: str = "auto"
     strategy: str = "auto"
+    cluster: str | None = None
+    task_index: int | None = None
+    stability: str | None = None
+    calibrate: str = "none"
     steps_per_epoch: int | None = None
     eval_limit: int | None = None
     suite: str = "study"
     seed: int = 0
     data_dir: str | None = None
     out: str = "runs/run"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
 
 
 def configure_precision(mode: str) -> str:
@@ -82,23 +89,19 @@ def configure_precision(mode: str) -> str:
     return choices[mode]
 
 
-def make_strategy(mode: str) -> tf.distribute.Strategy:
-    """`auto`: MirroredStrategy over the GPUs when there are several, else the default strategy.
+_STRATEGIES: dict[tuple, tf.distribute.Strategy] = {}
 
-    `mirrored` mirrors over every GPU, or over every logical CPU device when there is no GPU.
+
+def distribution_strategy(config: TrainConfig) -> tf.distribute.Strategy:
+    """The run's strategy, created once per process (`evaluation.distribute.make_strategy`).
+
+    MultiWorkerMirroredStrategy must exist before any other TensorFlow work: commands call this
+    before loading data, and `fit` then gets the same strategy.
     """
-    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
-    cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
-    builders = {
-        "default": tf.distribute.get_strategy,
-        "mirrored": lambda: tf.distribute.MirroredStrategy(gpus or cpus),
-        "auto": lambda: (
-            tf.distribute.MirroredStrategy(gpus) if len(gpus) > 1 else tf.distribute.get_strategy()
-        ),
-    }
-    if mode not in builders:
-        raise ValueError(f"strategy must be one of {sorted(builders)}, got {mode!r}")
-    return builders[mode]()
+    key = (config.strategy, config.cluster, config.task_index)
+    if key not in _STRATEGIES:
+        _STRATEGIES[key] = make_strategy(*key)
+    return _STRATEGIES[key]
 
 
 SCHEDULES: dict[
@@ -136,22 +139,41 @@ def make_optimizer(config: TrainConfig, total_steps: int) -> keras.optimizers.Op
     )
 
 
-def freeze_batchnorm(model: keras.Model) -> int:
-    """Puts every BatchNormalization layer in inference mode with frozen gamma/beta.
-
-    Returns:
-        The number of frozen layers.
-    """
+def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """Every BatchNormalization layer of `model`, nested models included."""
 
     def walk(layer: keras.layers.Layer):
         yield layer
         for sublayer in getattr(layer, "layers", ()):
             yield from walk(sublayer)
 
-    frozen = [layer for layer in walk(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    return [layer for layer in walk(model) if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def freeze_batchnorm(model: keras.Model) -> int:
+    """Puts every BatchNormalization layer in inference mode with frozen gamma/beta.
+
+    Returns:
+        The number of frozen layers.
+    """
+    frozen = batchnorm_layers(model)
     for layer in frozen:
         layer.trainable = False
     return len(frozen)
+
+
+def synchronize_batchnorm(model: keras.Model) -> int:
+    """Makes BatchNormalization compute its batch statistics over all replicas (Keras'
+    `synchronized=True`, an all-reduce of sums), so that training on N replicas of B/N examples
+    computes what one device computes on B.
+
+    Returns:
+        The number of synchronised layers.
+    """
+    layers = batchnorm_layers(model)
+    for layer in layers:
+        layer.synchronized = True
+    return len(layers)
 
 
 def resolve_policy(name_or_path: str) -> augment.Policy:
@@ -161,90 +183,13 @@ def resolve_policy(name_or_path: str) -> augment.Policy:
     return augment.load_policy(name_or_path)
 
 
-@keras.saving.register_keras_serializable(package="robust_recipes")
-def augmix_training_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    """AugMix's loss on a batch stacked as [clean; augmix_1; augmix_2]."""
-    n = tf.shape(logits)[0] // 3
-    return augment.jensen_shannon_loss(labels[:n], logits[:n], logits[n : 2 * n], logits[2 * n :])
+def check_run_directory(config: TrainConfig, restart: bool = False) -> None:
+    """Refuses, before any work, an `out` that holds a run of another configuration.
 
-
-def _stack_triplet(images: tuple, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    stacked = tf.concat([tf.cast(image, tf.float32) for image in images], axis=0)
-    return stacked, tf.concat([labels, labels, labels], axis=0)
-
-
-def training_dataset(
-    splits: DataSplits, policy: augment.Policy, config: TrainConfig, normalize: Callable
-) -> tf.data.Dataset:
-    """Shuffled, repeated, augmented, batched and normalised training batches."""
-    train = splits.train.shuffle(
-        min(splits.train_size, 10_000), seed=config.seed, reshuffle_each_iteration=True
-    ).repeat()
-    batches = policy.apply(
-        train, config.batch_size, num_classes=splits.num_classes, seed=config.seed
-    )
-    if policy.yields_triplets:
-        batches = batches.map(_stack_triplet, num_parallel_calls=tf.data.AUTOTUNE)
-    return batches.map(
-        lambda images, labels: (normalize(images), labels), num_parallel_calls=tf.data.AUTOTUNE
-    ).prefetch(tf.data.AUTOTUNE)
-
-
-def evaluation_dataset(
-    dataset: tf.data.Dataset,
-    num_classes: int,
-    batch_size: int,
-    normalize: Callable,
-    limit: int | None,
-) -> tf.data.Dataset:
-    """Batched, normalised (images, one-hot labels), optionally only the first `limit` examples."""
-    if limit is not None:
-        dataset = dataset.take(limit)
-    return dataset.batch(batch_size).map(
-        lambda images, labels: (normalize(images), tf.one_hot(labels, num_classes)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves weights, optimizer state and the epoch count atomically after every epoch."""
-
-    def __init__(self, directory: Path, best_checkpoint: keras.callbacks.ModelCheckpoint):
-        super().__init__()
-        self.directory = directory
-        self.best_checkpoint = best_checkpoint
-
-    @property
-    def weights_path(self) -> Path:
-        return self.directory / "last.weights.h5"
-
-    @property
-    def state_path(self) -> Path:
-        return self.directory / "state.json"
-
-    def read_state(self) -> dict | None:
-        return json.loads(self.state_path.read_text()) if self.state_path.exists() else None
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        partial = self.directory / "partial.weights.h5"
-        self.model.save_weights(partial)
-        os.replace(partial, self.weights_path)
-        best = self.best_checkpoint.best
-        state = {"epoch": epoch + 1, "best": None if math.isinf(best) else float(best)}
-        atomic_write_text(self.state_path, json.dumps(state))
-
-
-def trim_history(path: Path, epochs: int) -> None:
-    """Keeps the CSV header and the rows of the first `epochs` epochs (rows a crash left behind)."""
-    if not path.exists():
-        return
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle))
-    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epochs]
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, newline="") as handle:
-        csv.writer(handle).writerows(kept)
-    os.replace(handle.name, path)
+    Raises:
+        RunConfigMismatch: a ValueError naming the settings that differ (unless `restart`).
+    """
+    RunDirectory(config.out, writer=False).check(dataclasses.asdict(config), restart=restart)
 
 
 def fit(
@@ -253,7 +198,21 @@ def fit(
     build_model: Callable[[], keras.Model],
     *,
     verbose: int = 1,
+    restart: bool = False,
 ) -> tuple[keras.Model, Callable]:
+    """`train` without the chief flag: (model, normalisation)."""
+    model, normalize, _ = train(config, splits, build_model, verbose=verbose, restart=restart)
+    return model, normalize
+
+
+def train(
+    config: TrainConfig,
+    splits: DataSplits,
+    build_model: Callable[[], keras.Model],
+    *,
+    verbose: int = 1,
+    restart: bool = False,
+) -> tuple[keras.Model, Callable, bool]:
     """Trains (or resumes) a model in `config.out` and selects the best validation checkpoint.
 
     Args:
@@ -261,88 +220,107 @@ def fit(
         splits: data, unbatched uint8 images with integer labels.
         build_model: returns an uncompiled model with logits output and a head layer `fc`,
             weights already loaded.
-        verbose: Keras' fit verbosity (1: a progress bar).
+        verbose: 0 prints nothing; otherwise progress on the chief.
+        restart: remove a previous run in `config.out` instead of resuming it.
 
     Returns:
-        The trained model (best validation weights) and the normalisation it expects.
+        The trained model (best validation weights on the chief), its input normalisation, and
+        whether this process is the chief (the one that writes the run directory).
+
+    Raises:
+        RunConfigMismatch: `config.out` holds a run of another configuration.
+        WorkerConfigMismatch: the workers were started with different configurations.
+        WorkerLost: another worker died or stopped answering.
     """
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(
-        out / "config.yaml", yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
-    )
-    precision = configure_precision(config.mixed_precision)
-    strategy = make_strategy(config.strategy)
-    print(f"Training on {strategy.num_replicas_in_sync} device(s), {precision} policy.")
+    stability = parse_stability(config.stability)  # a bad spec fails before any work
     policy = resolve_policy(config.policy)
-    if policy.yields_triplets and strategy.num_replicas_in_sync > 1:
-        raise ValueError("AugMix's Jensen-Shannon loss needs the whole triplet batch on one device")
+    precision = configure_precision(config.mixed_precision)
+    strategy = distribution_strategy(config)
+    replicas, chief = strategy.num_replicas_in_sync, is_chief(strategy)
+    if config.batch_size % replicas:
+        raise ValueError(
+            f"batch_size {config.batch_size} must be a multiple of the {replicas} replicas"
+        )
+    run_dir = RunDirectory(config.out, writer=chief)
+    settings = dataclasses.asdict(config)
+    refusal = None
+    if chief:
+        try:
+            run_dir.prepare(settings, restart=restart)
+        except RunConfigMismatch as error:
+            refusal = error
     mean, std = normalization_stats(splits, pretrained=config.pretrain != "none")
     normalize = normalizer(mean, std)
     steps = config.steps_per_epoch or math.ceil(splits.train_size / config.batch_size)
-
-    with strategy.scope():
-        model = build_model()
-        if config.freeze_bn:
-            freeze_batchnorm(model)
-        model.compile(
-            optimizer=make_optimizer(config, steps * config.epochs),
-            loss=augmix_training_loss
-            if policy.yields_triplets
-            else keras.losses.CategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    saved_epoch = [0]
+    with stop_when_a_worker_is_lost(strategy, lambda: saved_epoch[0]):
+        agree_on_configuration(strategy, training_settings(settings), refusal)
+        if chief and verbose:
+            print(
+                f"Training on {replicas} device(s) in {worker_count(strategy)} worker(s), "
+                f"{precision} policy."
+            )
+        with strategy.scope():
+            model = build_model()
+            if config.freeze_bn:
+                freeze_batchnorm(model)
+            if replicas > 1:
+                synchronize_batchnorm(model)
+            # compile() decides XLA and wraps the optimizer in a LossScaleOptimizer under
+            # mixed_float16 exactly as for fit(); the loop uses both.
+            model.compile(optimizer=make_optimizer(config, steps * config.epochs))
+            optimizer = model.optimizer
+            optimizer.build(model.trainable_variables)
+        state = run_dir.load_checkpoint(model, optimizer) if chief else None
+        initial_epoch, best = state or (0, -math.inf)
+        initial_epoch, best = broadcast_from_chief(
+            strategy, [*model.variables, *optimizer.variables], [initial_epoch, best]
         )
-    best_path = out / "best.weights.h5"
-    best = keras.callbacks.ModelCheckpoint(
-        best_path, monitor="val_accuracy", mode="max", save_best_only=True, save_weights_only=True
-    )
-    epoch_checkpoint = EpochCheckpoint(out / "checkpoint", best)
-    state = epoch_checkpoint.read_state()
-    initial_epoch = 0
-    if state is not None:
-        with strategy.scope():  # optimizer slots are mirrored like the weights
-            model.optimizer.build(model.trainable_variables)
-        model.load_weights(epoch_checkpoint.weights_path)
-        initial_epoch = state["epoch"]
-        if state["best"] is not None:
-            best.best = state["best"]
-        trim_history(out / "history.csv", initial_epoch)
-        print(f"Resuming {out} after epoch {initial_epoch}.")
-    validation = evaluation_dataset(
-        splits.val, splits.num_classes, config.batch_size, normalize, config.eval_limit
-    )
-    if policy.yields_triplets:
-        # The Jensen-Shannon loss reads batches as [clean; aug1; aug2]: three clean copies give
-        # its cross-entropy on the clean images and a zero consistency term.
-        validation = validation.map(lambda x, y: _stack_triplet((x, x, x), y))
-    if initial_epoch < config.epochs:
-        model.fit(
-            training_dataset(splits, policy, config, normalize),
+        initial_epoch = saved_epoch[0] = int(initial_epoch)
+        if initial_epoch:
+            run_dir.trim_history(initial_epoch)
+            if chief and verbose:
+                print(f"Resuming {config.out} after epoch {initial_epoch}.")
+
+        def distribute(make_batches: Callable, finish: Callable):
+            return strategy.distribute_datasets_from_function(
+                lambda context: pipeline.replica_dataset(
+                    make_batches(), context, config.batch_size, finish
+                )
+            )
+
+        loop = TrainingLoop(
+            strategy,
+            model,
+            optimizer,
+            Objective(policy.yields_triplets, stability),
+            config.batch_size,
+            jit_compile=model.jit_compile,
+        )
+        loop.run(
+            distribute(
+                lambda: pipeline.training_batches(splits, policy, config.batch_size, config.seed),
+                pipeline.training_finisher(
+                    normalize, policy.yields_triplets, stability, config.seed
+                ),
+            ),
+            lambda: distribute(
+                lambda: pipeline.evaluation_batches(
+                    splits.val, splits.num_classes, config.batch_size, config.eval_limit
+                ),
+                pipeline.evaluation_finisher(normalize),
+            ),
+            run_dir,
+            Progress(config.epochs, steps, enabled=chief and verbose > 0),
             epochs=config.epochs,
             initial_epoch=initial_epoch,
-            steps_per_epoch=steps,
-            validation_data=validation,
-            callbacks=[
-                best,
-                epoch_checkpoint,
-                keras.callbacks.CSVLogger(out / "history.csv", append=True),
-                keras.callbacks.TensorBoard(out / "logs"),
-            ],
-            shuffle=False,  # the pipeline shuffles; Keras cannot shuffle a tf.data.Dataset
-            verbose=verbose,
+            steps=steps,
+            best=best,
+            on_epoch_saved=lambda epoch: saved_epoch.__setitem__(0, epoch),
         )
-    if best_path.exists():
-        model.load_weights(best_path)
-    return model, normalize
-
-
-def save_model(model: keras.Model, path: Path) -> None:
-    """Saves an uncompiled copy of the model (no optimizer, no training loss) atomically."""
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    partial = path.with_name(f"partial-{path.name}")
-    copy.save(partial)
-    os.replace(partial, path)
+    if chief and run_dir.best_path.exists():
+        model.load_weights(run_dir.best_path)
+    return model, normalize, chief
 
 
 def run(
@@ -351,26 +329,15 @@ def run(
     build_model: Callable[[], keras.Model],
     *,
     verbose: int = 1,
-) -> evaluation.Report:
-    """Trains, saves `model.keras`, and writes the evaluation report of `config.suite`.
+    restart: bool = False,
+) -> evaluation.Report | None:
+    """Trains, then `export.finish_run`: the temperature (`config.calibrate`), the
+    self-contained `model.keras`, `classes.json` and the report, on the chief only.
 
     Returns:
-        The evaluation report of the selected model on the test split.
+        The evaluation report of the selected model on the test split (None on other workers).
     """
-    model, normalize = fit(config, splits, build_model, verbose=verbose)
-    out = Path(config.out)
-    save_model(model, out / "model.keras")
-    test = splits.test if config.eval_limit is None else splits.test.take(config.eval_limit)
-    report = evaluation.evaluate(
-        model,
-        test.batch(config.batch_size),
-        config.suite,
-        preprocess=normalize,
-        from_logits=True,
-        dataset_name=splits.name if splits.name in ("pets", "pathmnist") else None,
-        seed=config.seed,
-        verbose=verbose,
-    )
-    report.save(out)
-    print(report.to_markdown())
-    return report
+    model, normalize, chief = train(config, splits, build_model, verbose=verbose, restart=restart)
+    if not chief:
+        return None
+    return export.finish_run(config, splits, model, normalize, verbose=verbose)

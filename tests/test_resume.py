@@ -1,4 +1,5 @@
-"""A recipe killed with SIGKILL resumes where it stopped; MirroredStrategy on two logical CPUs."""
+"""A recipe killed with SIGKILL resumes where it stopped; AugMix JSD and stability training on
+two mirrored replicas (logical CPUs)."""
 
 import csv
 import json
@@ -8,6 +9,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.test_multiworker import write_learnable_npz
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
@@ -61,18 +64,26 @@ import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from recipes.shapes import main
-sys.exit(main(sys.argv[1:]))
+from recipes import cli, train
+from recipes.datasets import load_pathmnist
+config = train.TrainConfig(
+    "pathmnist", "resnet18", policy="augmix-jsd", stability="gaussian:0.04", strategy="mirrored",
+    epochs=1, steps_per_epoch=2, batch_size=8, eval_limit=8, data_dir=sys.argv[1], out=sys.argv[2],
+)
+splits = load_pathmnist(size=28, data_dir=sys.argv[1], download=False)
+train.run(config, splits, cli.resnet_builder(config, splits.num_classes))
 """
 
 
-def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
+def test_augmix_jsd_and_stability_train_on_two_mirrored_replicas(tmp_path):
+    # Each replica holds whole (clean, aug1, aug2) triplets and its rows' noisy copies.
+    write_learnable_npz(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-c", MIRRORED, *SHAPES, "--epochs", "1", "--steps-per-epoch", "2",
-         "--strategy", "mirrored", "--out", str(tmp_path)],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", MIRRORED, str(tmp_path), str(tmp_path / "run")],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Training on 2 device(s)" in result.stdout
-    accuracy = json.loads((tmp_path / "shapes.json").read_text())["accuracy"]["cnn"]
-    assert set(accuracy) == {"iid", "opposite_quadrant", "scale", "rotation", "background"}
+    assert "Training on 2 device(s) in 1 worker(s)" in result.stdout
+    (row,) = list(csv.DictReader((tmp_path / "run" / "history.csv").open()))
+    assert 0 < float(row["loss"]) < 50 and 0 <= float(row["val_accuracy"]) <= 1
+    assert (tmp_path / "run" / "model.keras").exists()

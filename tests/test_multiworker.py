@@ -1,0 +1,193 @@
+"""Two worker processes on 127.0.0.1 train the pathMNIST recipe like one process does; a killed
+worker stops the other within a bound, and running the same commands again resumes."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+# The strategy must exist before the recipe loads its data (MultiWorkerMirroredStrategy needs an
+# untouched TensorFlow runtime): create it first, then run the recipe's command line.
+RECIPE = """
+import sys
+import recipes.pathmnist as recipe
+from recipes import train
+original = recipe.run_recipe
+def run_recipe(config, *args, **kwargs):
+    train.distribution_strategy(config)
+    return original(config, *args, **kwargs)
+recipe.run_recipe = run_recipe
+sys.exit(recipe.main(sys.argv[1:]))
+"""
+LOST_WORKER_BOUND_S = 90
+
+
+def write_learnable_npz(folder: Path, counts=(64, 16, 16), size=28, seed=0) -> Path:
+    """pathmnist.npz in MedMNIST's layout; the colour tells the class (learnable, not chaos)."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, count in zip(("train", "val", "test"), counts, strict=True):
+        labels = rng.integers(0, 9, count)
+        colour = np.stack([labels * 25, 255 - labels * 25, (labels * 80) % 256], 1)[:, None, None]
+        noise = rng.normal(0, 40, (count, size, size, 3))
+        images = np.clip(colour + noise, 0, 255).astype(np.uint8)
+        arrays[f"{split}_images"] = images
+        arrays[f"{split}_labels"] = labels[:, None].astype(np.uint8)
+    np.savez_compressed(folder / "pathmnist.npz", **arrays)
+    return folder / "pathmnist.npz"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    write_learnable_npz(folder)
+    return folder
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _command(data_dir: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-c", RECIPE, "--data-dir", str(data_dir), "--no-download",
+            "--batch-size", "16", "--eval-limit", "8", "--learning-rate", "1e-4", "--out",
+            str(out), *extra]  # fmt: skip
+
+
+def _start(command: list[str], log: Path) -> subprocess.Popen:
+    handle = log.open("w")
+    return subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def _workers(
+    data_dir: Path, out: Path, *extra: str, second: tuple[Path, tuple[str, ...]] | None = None
+) -> list[subprocess.Popen]:
+    """Worker 0 and 1 on free local ports; `second` gives worker 1 another (out, extra)."""
+    cluster = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    settings = [(out, extra), second or (out, extra)]
+    return [
+        _start(
+            _command(
+                data_dir,
+                run,
+                *options,
+                "--strategy",
+                "multi-worker",
+                "--cluster",
+                cluster,
+                "--task-index",
+                str(index),
+            ),
+            out.parent / f"{out.name}-worker{index}.log",
+        )
+        for index, (run, options) in enumerate(settings)
+    ]
+
+
+def _finish(processes: list[subprocess.Popen], timeout: float) -> list[int]:
+    """Exit codes; every process still running at the deadline is killed by its PID."""
+    deadline = time.monotonic() + timeout
+    try:
+        return [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+def _logits(run: Path, images: np.ndarray) -> np.ndarray:
+    """The last checkpoint's ResNet-18 logits on `images` (normalised like the recipe)."""
+    from recipes import resnet
+
+    model = resnet.resnet18(9, input_shape=(28, 28, 3), classifier_activation=None)
+    with np.load(run / "checkpoint" / "last.npz") as saved:
+        for index, variable in enumerate(model.variables):
+            variable.assign(saved[f"model_{index:05d}"])
+    return np.asarray(model(images, training=False))
+
+
+def _history(run: Path) -> list[dict]:
+    with (run / "history.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("policy", ["none", "mixup"])
+def test_two_workers_train_the_model_one_process_trains(tmp_path, data_dir, policy):
+    extra = ("--policy", policy, "--epochs", "2", "--steps-per-epoch", "2")
+    processes = _workers(data_dir, tmp_path / "two", *extra)
+    processes.append(
+        _start(
+            _command(data_dir, tmp_path / "one", *extra, "--strategy", "default"),
+            tmp_path / "one.log",
+        )
+    )
+    codes = _finish(processes, timeout=900)
+    logs = {p.name: p.read_text()[-3000:] for p in tmp_path.glob("*.log")}
+    assert codes == [0, 0, 0], logs
+    assert "Training on 2 device(s) in 2 worker(s)" in logs["two-worker0.log"]
+    assert "Epoch" not in logs["two-worker1.log"]  # progress on the chief only
+    images = np.load(data_dir / "pathmnist.npz")["test_images"][:16].astype("float32")
+    images = (images - images.mean((0, 1, 2))) / images.std((0, 1, 2))
+    two, one = _logits(tmp_path / "two", images), _logits(tmp_path / "one", images)
+    assert np.max(np.abs(two - one)) <= 1e-4 * np.max(np.abs(one))
+    for a, b in zip(_history(tmp_path / "two"), _history(tmp_path / "one"), strict=True):
+        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-4)
+    assert {p.name for p in (tmp_path / "two").iterdir()} == {
+        p.name for p in (tmp_path / "one").iterdir()
+    }
+
+
+def test_a_killed_worker_stops_the_other_and_the_same_commands_resume(tmp_path, data_dir):
+    epochs, out = 5, tmp_path / "run"
+    extra = ("--policy", "none", "--epochs", str(epochs), "--steps-per-epoch", "4")
+    state = out / "checkpoint" / "state.json"
+    chief, worker = _workers(data_dir, out, *extra)
+    try:
+        deadline = time.monotonic() + 600
+        while not state.exists() and chief.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert state.exists(), (out.parent / "run-worker0.log").read_text()[-3000:]
+        os.kill(worker.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        code = chief.wait(timeout=LOST_WORKER_BOUND_S + 30)
+        stopped_after = time.monotonic() - killed_at
+    finally:
+        _finish([chief, worker], timeout=1)
+    log = (out.parent / "run-worker0.log").read_text()
+    assert code != 0 and "lost contact with another worker" in log, log[-3000:]
+    assert stopped_after < LOST_WORKER_BOUND_S, stopped_after
+    done = len(_history(out))
+    assert 1 <= done < epochs
+
+    # A worker started with another configuration (in a fresh folder) is refused by both.
+    refused = _workers(data_dir, out, *extra, second=(tmp_path / "other", (*extra[:-1], "3")))
+    assert 0 not in _finish(refused, timeout=300)
+    for index in range(2):
+        log = (out.parent / f"run-worker{index}.log").read_text()
+        assert "(steps_per_epoch differ from the chief's)" in log, log[-3000:]
+    assert len(_history(out)) == done
+
+    codes = _finish(_workers(data_dir, out, *extra), timeout=900)
+    log = (out.parent / "run-worker0.log").read_text()
+    assert codes == [0, 0], log[-3000:]
+    assert f"Resuming {out} after epoch {done}." in log
+    assert "Epoch 1/" not in log
+    assert [int(row["epoch"]) for row in _history(out)] == list(range(epochs))

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-import argparse
-import os
-import tempfile
+import io
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
+from evaluation.command_line import (
+    Parser,
+    UserError,
+    add_verbosity,
+    check_output_folder,
+    positive_int,
+    quiet_tensorflow,
+    run_command,
+    user_errors,
+    verbosity,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
-def _load_folder(folder: Path, count: int, size: int) -> np.ndarray:
+def _load_folder(folder: Path, count: int, size: int):
+    import numpy as np
     from PIL import Image
 
+    if not folder.is_dir():
+        raise ValueError(f"image folder not found: {folder}")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
@@ -27,6 +39,7 @@ def preview(
 ) -> Path:
     """Writes a grid: one row per input image, its original then ``columns`` augmented draws."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -34,6 +47,7 @@ def preview(
 
     from augment import load_policy
     from augment.sample_images import sample_images
+    from evaluation.files import atomic_write_bytes
 
     policy = load_policy(policy_path)
     images = _load_folder(Path(images_dir), 4, 128) if images_dir else sample_images(4, 96)
@@ -67,27 +81,57 @@ def preview(
     figure.tight_layout()
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=out_path.parent)
-    os.close(handle)
-    figure.savefig(tmp, dpi=100)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
-    os.replace(tmp, out_path)
-    return out_path
+    return atomic_write_bytes(out_path, buffer.getvalue())
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m augment")
-    commands = parser.add_subparsers(dest="command", required=True)
-    show = commands.add_parser("preview", help="grid of augmented examples of a policy")
+def build_parser() -> Parser:
+    """`python -m augment preview ...` (no TensorFlow imported)."""
+    parser = Parser("python -m augment", "Tools for augmentation policies.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    show = commands.add_parser(
+        "preview",
+        prog="python -m augment preview",
+        description="A grid of augmented examples of a policy: each row one image, its "
+        "original then COLUMNS augmented draws.",
+        help="grid of augmented examples of a policy",
+    )
     show.add_argument("policy", help="a policy YAML file or a preset name")
-    show.add_argument("--images", default=None, help="folder of images (default: built-in)")
-    show.add_argument("--out", required=True, help="output PNG")
-    show.add_argument("--columns", type=int, default=6)
+    show.add_argument("--images", help="folder of images (default: built-in sample images)")
+    show.add_argument("--out", required=True, help="output PNG file")
+    show.add_argument("--columns", type=positive_int, default=6)
     show.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    add_verbosity(show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command; returns the exit code."""
+    return run_command(_main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give the PNG file to write")
+    if out.suffix.lower() != ".png":
+        raise UserError(f"--out {out}: the preview is a PNG file (name ending in .png)")
+    check_output_folder(out.parent)
+    if args.images is not None:
+        with user_errors(prefix="--images: "):
+            _load_folder(Path(args.images), 4, 128)
+    quiet_tensorflow(verbosity(args))
+    from augment import load_policy
+
+    with user_errors(prefix=f"policy {args.policy}: "):
+        load_policy(args.policy)
     path = preview(args.policy, args.out, args.images, args.columns, args.seed)
     print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -17,6 +17,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from evaluation.data import default_medmnist_dir, medmnist_filename
+from evaluation.image_folder import resize_and_center_crop
+
 Stats = tuple[float, float, float]
 # ImageNet statistics in [0, 255] units (torchvision's 0.485/0.456/0.406, 0.229/0.224/0.225).
 IMAGENET_MEAN: Stats = (123.675, 116.28, 103.53)
@@ -30,7 +33,19 @@ PATHMNIST_MD5 = {
     128: "ac42d08fb904d92c244187169d1fd1d9",
     224: "2c51a510bcdc9cf8ddb2af93af1eadec",
 }
-PATHMNIST_CLASSES = 9
+# MedMNIST's INFO["pathmnist"]["label"] (NCT-CRC-HE-100K tissue classes), in label order.
+PATHMNIST_CLASS_NAMES = (
+    "adipose",
+    "background",
+    "debris",
+    "lymphocytes",
+    "mucus",
+    "smooth muscle",
+    "normal colon mucosa",
+    "cancer-associated stroma",
+    "colorectal adenocarcinoma epithelium",
+)
+PATHMNIST_CLASSES = len(PATHMNIST_CLASS_NAMES)
 PETS_CLASSES = 37
 PETS_STATS_SAMPLE = 256
 
@@ -39,7 +54,8 @@ PETS_STATS_SAMPLE = 256
 class DataSplits:
     """Train / validation / test datasets of `(uint8 image, int64 label)` and their facts.
 
-    `mean` and `std` are per-channel statistics of the training images in [0, 255] units.
+    `mean` and `std` are per-channel statistics of the training images in [0, 255] units;
+    `class_names[i]` names label i; `source` says where the data was read from (file or folder).
     """
 
     train: tf.data.Dataset
@@ -53,6 +69,13 @@ class DataSplits:
     train_size: int
     val_size: int
     test_size: int
+    class_names: tuple[str, ...] = ()
+    source: str = ""
+
+    @property
+    def display_name(self) -> str:
+        """What reports call the data: the name and where it was read from."""
+        return f"{self.name} ({self.source})" if self.source not in ("", self.name) else self.name
 
 
 def normalizer(mean: Stats, std: Stats) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -71,7 +94,8 @@ def normalization_stats(splits: DataSplits, pretrained: bool) -> tuple[Stats, St
     return (IMAGENET_MEAN, IMAGENET_STD) if pretrained else (splits.mean, splits.std)
 
 
-def _channel_stats(images: np.ndarray) -> tuple[Stats, Stats]:
+def channel_stats(images: np.ndarray) -> tuple[Stats, Stats]:
+    """Per-channel mean and std (0..255 units) of uint8 NHWC images."""
     pixels = images.reshape(-1, images.shape[-1]).astype(np.float64)
     return tuple(pixels.mean(axis=0).tolist()), tuple(pixels.std(axis=0).tolist())
 
@@ -80,7 +104,7 @@ def pathmnist_filename(size: int) -> str:
     """MedMNIST's file name: `pathmnist.npz` for 28 px, `pathmnist_{size}.npz` otherwise."""
     if size not in PATHMNIST_MD5:
         raise ValueError(f"pathMNIST size must be one of {sorted(PATHMNIST_MD5)}, got {size}")
-    return "pathmnist.npz" if size == 28 else f"pathmnist_{size}.npz"
+    return medmnist_filename("pathmnist", size)
 
 
 def _md5(path: Path) -> str:
@@ -94,7 +118,8 @@ def _md5(path: Path) -> str:
 def pathmnist_path(
     size: int = 28, data_dir: str | Path | None = None, download: bool = True
 ) -> Path:
-    """The pathMNIST file in `data_dir` (default `~/.keras/datasets/medmnist`), fetched if missing.
+    """The pathMNIST file in `data_dir` (default `evaluation.data.default_medmnist_dir()`, where
+    `python -m evaluation --data pathmnist` looks too), fetched if missing.
 
     A download is moved into place only when its md5 is MedMNIST's.
 
@@ -102,9 +127,7 @@ def pathmnist_path(
         FileNotFoundError: the file is missing and cannot be downloaded; says what to get and where.
     """
     filename = pathmnist_filename(size)
-    folder = (
-        Path(data_dir) if data_dir else Path(keras.config.keras_home()) / "datasets" / "medmnist"
-    )
+    folder = Path(data_dir) if data_dir else default_medmnist_dir()
     path = folder / filename
     if path.exists():
         return path
@@ -173,7 +196,7 @@ def load_pathmnist(
             raise ValueError(
                 f"{path}: {split}_images has shape {array.shape}, expected (N, {size}, {size}, 3)"
             )
-    mean, std = _channel_stats(images["train"])
+    mean, std = channel_stats(images["train"])
     datasets = {s: tf.data.Dataset.from_tensor_slices((images[s], labels[s])) for s in images}
     return DataSplits(
         **datasets,
@@ -185,20 +208,9 @@ def load_pathmnist(
         train_size=len(labels["train"]),
         val_size=len(labels["val"]),
         test_size=len(labels["test"]),
+        class_names=PATHMNIST_CLASS_NAMES,
+        source=str(path),
     )
-
-
-def resize_and_center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
-    """Resizes the shorter side to `size` (antialiased bilinear), crops the centre, uint8 out."""
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = tf.cast(size, tf.float32) / tf.reduce_min(shape)
-    new_shape = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size)
-    resized = tf.image.resize(image, new_shape, method="bilinear", antialias=True)
-    top = (new_shape[0] - size) // 2
-    left = (new_shape[1] - size) // 2
-    cropped = resized[top : top + size, left : left + size]
-    cropped = tf.ensure_shape(cropped, (size, size, 3))
-    return tf.cast(tf.clip_by_value(tf.round(cropped), 0, 255), tf.uint8)
 
 
 def load_pets(
@@ -226,12 +238,13 @@ def load_pets(
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     try:
-        train_all, test = tfds.load(
+        (train_all, test), info = tfds.load(
             "oxford_iiit_pet",
             split=["train", "test"],
             data_dir=None if data_dir is None else str(data_dir),
             as_supervised=True,
             download=download,
+            with_info=True,
         )
     except (AssertionError, tfds.core.registered.DatasetNotFoundError, OSError) as error:
         raise FileNotFoundError(
@@ -260,7 +273,7 @@ def load_pets(
     train = split(indexed.filter(keep(False)).map(lambda _, example: example))
     val = split(indexed.filter(keep(True)).map(lambda _, example: example))
     sample = np.stack([image for image, _ in train.take(PETS_STATS_SAMPLE).as_numpy_iterator()])
-    mean, std = _channel_stats(sample)
+    mean, std = channel_stats(sample)
     return DataSplits(
         train=train,
         val=val,
@@ -273,4 +286,6 @@ def load_pets(
         train_size=int(total - is_val.sum()),
         val_size=int(is_val.sum()),
         test_size=int(test.cardinality()),
+        class_names=tuple(info.features["label"].names),
+        source=f"TFDS oxford_iiit_pet in {info.data_dir}",
     )

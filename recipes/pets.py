@@ -7,9 +7,12 @@ under blur (sigma 0.3-0.9) and brightness (0.6-1.4).
 
 from __future__ import annotations
 
-from recipes.cli import config_from_args, recipe_parser, run_recipe
-from recipes.datasets import load_pets
+from collections.abc import Sequence
 
+from evaluation.command_line import fraction, run_command
+from recipes.cli import config_from_args, recipe_parser, run_recipe, start
+
+PROG = "python -m recipes.pets"
 DEFAULTS = {
     "policy": "basic",
     "batch_size": 64,
@@ -22,23 +25,36 @@ DEFAULTS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Runs the recipe; returns the exit code."""
-    parser = recipe_parser(__doc__.splitlines()[0], ("none", "supervised", "barlow"), DEFAULTS)
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="of train, for validation")
+    return run_command(_main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = recipe_parser(PROG, __doc__, ("none", "supervised", "barlow"), DEFAULTS)
+    parser.add_argument(
+        "--data-dir", help="TFDS data folder with oxford_iiit_pet prepared (default: TFDS's own)"
+    )
+    parser.add_argument(
+        "--val-fraction", type=fraction, default=0.1, help="share of train held out for validation"
+    )
     parser.add_argument("--download", action="store_true", help="let TFDS download and prepare")
     args = parser.parse_args(argv)
-    if args.weights and args.pretrain == "none":
-        parser.error("--weights needs --pretrain supervised or barlow")
+    level = start(args)
     config = config_from_args(args, "pets", "resnet50", DEFAULTS)
-    splits = load_pets(
-        data_dir=args.data_dir,
-        image_size=args.image_size,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        download=args.download,
-    )
-    return run_recipe(config, splits)
+
+    def load():
+        from recipes.datasets import load_pets
+
+        return load_pets(
+            data_dir=args.data_dir,
+            image_size=args.image_size,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            download=args.download,
+        )
+
+    return run_recipe(config, load, args.restart, level)
 
 
 if __name__ == "__main__":

@@ -151,5 +151,7 @@ def make_shapes(
         train_size=train_size,
         val_size=len(val_labels),
         test_size=test_size,
+        class_names=CLASS_NAMES,
+        source=f"generated, seed {seed}",
     )
     return ShapesData(splits=splits, shifted=shifted)

@@ -121,3 +121,16 @@ def test_pets_on_tfds_mock_data_has_seeded_disjoint_validation():
 def test_pets_not_prepared_offline_says_how_to_get_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="tfds build oxford_iiit_pet"):
         datasets.load_pets(data_dir=tmp_path, download=False)
+
+
+def test_default_folder_is_the_one_the_evaluation_cli_reads(tmp_path, monkeypatch):
+    from evaluation.data import find_pathmnist
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "home" / "datasets" / "medmnist"
+    folder.mkdir(parents=True)
+    write_pathmnist_npz(folder, counts=(2, 2, 2))
+    splits = datasets.load_pathmnist(download=False)  # no data_dir: Keras 3.15 has no keras_home()
+    assert splits.source == str(folder / "pathmnist.npz")
+    assert find_pathmnist(None, 28) == folder / "pathmnist.npz"
+    assert splits.class_names[0] == "adipose" and len(splits.class_names) == 9

@@ -125,7 +125,7 @@ def describe(mode: str, temperature: float, source: str, note: str | None = None
 
 def compare(calibrated: Report, uncalibrated: Report, calibration: dict) -> Report:
     """The calibrated report, each row with the uncalibrated calibration errors beside it."""
-    keys = ("rms_calibration_error", "expected_calibration_error", "nll")
+    keys = ("accuracy", "rms_calibration_error", "expected_calibration_error", "nll")
     before = {(r["suite"], r["shift"], r["level"]): r for r in uncalibrated.results}
     for row in calibrated.results:
         old = before[(row["suite"], row["shift"], row["level"])]

@@ -140,6 +140,23 @@ def recipe_parser(
         type=positive_int,
         help="use only the first N validation and test examples (default: all)",
     )
+    add_fixes_options(p)
+    p.add_argument(
+        "--suite", default="study", help="evaluation suites after training, e.g. study,imagenet-c"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=defaults["out"], help="run directory; run again to resume")
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="start the run in --out over (a run of another configuration is refused otherwise)",
+    )
+    add_verbosity(p)
+    return p
+
+
+def add_fixes_options(p: argparse.ArgumentParser) -> None:
+    """--stability and --calibrate: the fixes beyond measuring, for every recipe."""
     p.add_argument(
         "--stability",
         metavar="gaussian:SIGMA[:ALPHA]",
@@ -154,18 +171,6 @@ def recipe_parser(
         help="temperature scaling fitted on the validation split, as it is or under Gaussian "
         "noise of several levels (never the test suite's shifts); saved in model.keras",
     )
-    p.add_argument(
-        "--suite", default="study", help="evaluation suites after training, e.g. study,imagenet-c"
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=defaults["out"], help="run directory; run again to resume")
-    p.add_argument(
-        "--restart",
-        action="store_true",
-        help="start the run in --out over (a run of another configuration is refused otherwise)",
-    )
-    add_verbosity(p)
-    return p
 
 
 def config_from_args(args: argparse.Namespace, recipe: str, architecture: str, defaults: dict):

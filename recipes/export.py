@@ -119,7 +119,11 @@ def finish_run(
                 f"Temperature ({config.calibrate}): T = {temperature:.4f}"
                 + (f"; {note}" if note else "")
             )
-    scaling = None if calibration is None else TemperatureScaling(calibration["temperature"])
+    scaling = (
+        None
+        if calibration is None
+        else TemperatureScaling(calibration["temperature"], name="temperature")
+    )
     exported = self_contained_model(network, mean, std, temperature=scaling)
     save_model(exported, out / "model.keras")
     write_classes(out, splits.class_names)

@@ -25,7 +25,7 @@ from evaluation.command_line import (
     positive_int,
     run_command,
 )
-from recipes.cli import STRATEGIES, image_size, positive_float, start
+from recipes.cli import STRATEGIES, add_fixes_options, image_size, positive_float, start
 
 PROG = "python -m recipes.shapes"
 CONDITIONS = ("iid", "opposite_quadrant", "scale", "rotation", "background")
@@ -164,15 +164,7 @@ def build_parser() -> Parser:
     p.add_argument(
         "--suite", default="study", help="each model's evaluation suites, e.g. study,consistency"
     )
-    p.add_argument(
-        "--calibrate",
-        choices=("none", "clean", "perturbed"),
-        default="none",
-        help="temperature scaling fitted on the validation images (see the other recipes)",
-    )
-    p.add_argument(
-        "--stability", metavar="gaussian:SIGMA[:ALPHA]", help="stability training (default: off)"
-    )
+    add_fixes_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/shapes", help="output folder; run again to resume")
     p.add_argument("--restart", action="store_true", help="start every model's run over")

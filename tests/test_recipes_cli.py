@@ -188,3 +188,19 @@ def test_pathmnist_augmix_jsd_under_mixed_precision(tmp_path, restore_float32):
     assert model.get_layer("fc").compute_dtype == "float32"
     history = (out / "history.csv").read_text().splitlines()
     assert len(history) == 2 and "val_accuracy" in history[0]
+
+
+def test_calibrated_run_saves_the_temperature_and_reports_before_and_after(tmp_path):
+    write_pathmnist_npz(tmp_path)
+    out = tmp_path / "run"
+    argv = ["--data-dir", str(tmp_path), "--no-download", *FAST, "--policy", "none"]
+    assert pathmnist.main([*argv, "--calibrate", "perturbed", "--out", str(out)]) == 0
+    assert_run_directory(out)
+    report = json.loads((out / "report.json").read_text())
+    calibration = report["meta"]["calibration"]
+    assert calibration["mode"] == "perturbed" and "not the test suite's" in calibration["fitted_on"]
+    saved = keras.models.load_model(out / "model.keras")
+    assert saved.get_layer("temperature").temperature == calibration["temperature"]
+    for row in report["results"]:  # T never changes a prediction
+        assert row["uncalibrated"]["accuracy"] == row["accuracy"]
+    assert "## Temperature scaling" in (out / "report.md").read_text()

@@ -37,7 +37,7 @@ def test_another_configuration_is_refused_in_one_line_naming_each_key(tmp_path):
 
 def test_settings_that_do_not_change_training_may_change_on_resume(tmp_path):
     assert TRAINING_IRRELEVANT_KEYS == {
-        "out", "cluster", "task_index", "strategy", "data_dir", "suite", "eval_limit"
+        "out", "cluster", "task_index", "strategy", "data_dir", "suite", "eval_limit", "calibrate"
     }  # fmt: skip
     RunDirectory(tmp_path).prepare(_config())
     changed = _config(

@@ -182,11 +182,20 @@ def accuracy_figure(report: Report) -> Figure:
             ax.set_ylabel("accuracy")
             ax.grid(alpha=0.3)
             _legend_below(ax)
-    title = f"Accuracy under shifts: {report.meta.get('model', '?')} on {report.dataset_label()}"
+    title = _wrapped(
+        f"Accuracy under shifts: {report.meta.get('model', '?')} on {report.dataset_label()}"
+    )
     if any(row_interval(r, "accuracy") for r in report.results):
         title += "\nshaded: 95% confidence intervals"
     fig.suptitle(title, fontsize=11)
     return fig
+
+
+def _wrapped(title: str, width: int = 90) -> str:
+    """A long title (a data set's full path) on several lines instead of off the figure."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, width, break_long_words=True, break_on_hyphens=False))
 
 
 # ---------------------------------------------------------------------------- reliability
@@ -268,7 +277,8 @@ def reliability_figure(report: Report) -> Figure:
     handles, labels = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
     fig.suptitle(
-        f"Reliability: {report.meta.get('model', '?')} on {report.dataset_label()}", fontsize=11
+        _wrapped(f"Reliability: {report.meta.get('model', '?')} on {report.dataset_label()}"),
+        fontsize=11,
     )
     return fig
 

@@ -151,7 +151,7 @@ def build_parser() -> Parser:
     p = Parser(PROG, __doc__)
     p.add_argument("--epochs", type=positive_int, default=4)
     p.add_argument("--models", default=",".join(MODEL_NAMES), help="comma list of models")
-    p.add_argument("--image-size", type=image_size, default=64, help="image side")
+    p.add_argument("--image-size", type=image_size, default=32, help="image side")
     p.add_argument("--train-size", type=positive_int, default=1200)
     p.add_argument("--test-size", type=positive_int, default=400)
     p.add_argument("--batch-size", type=positive_int, default=32)

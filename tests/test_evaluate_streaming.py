@@ -61,12 +61,13 @@ def _assert_same_report(a, b, atol):
 
 def test_study_suite_equals_the_eager_loops_numbers():
     """The numbers recorded from the eager, batch-by-batch runner before the pipeline (same data,
-    same batches): bit for bit, bins and all."""
+    same batches): counts and bins exactly, floats to 1e-6 (they were recorded on another CPU,
+    whose float32 kernels round differently: up to 5e-7 apart here, bit-equal there)."""
     before = json.loads(REFERENCE.read_text())["results"]
     report = evaluation.evaluate(
         tiny_model(), _data(8), "study", from_logits=True, verbose=0, bootstrap=0
     )
-    _assert_same_report(report.results, before, atol=0.0)
+    _assert_same_report(report.results, before, atol=1e-6)
     assert report.meta["image_size"] == 28 and report.meta["num_examples"] == 37
     assert all("ci95" not in row for row in report.results)
 

@@ -1,7 +1,7 @@
 """ImageNet-C digital corruptions: contrast, elastic transform, pixelate, JPEG; and the colour ones
 (brightness; extra: saturate) which share the HSV round trip.
 
-Same calling convention as `evaluation.corruptions_noise`. Pixelate is an XLA kernel per
+Same calling convention as `evaluation.corruptions_noise`. Pixelate is two XLA kernels per
 severity (its sizes change); JPEG calls libjpeg per image like the reference (via Pillow) does.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from evaluation import filters
-from evaluation.corruptions_noise import unit
+from evaluation.corruptions_noise import truncate, unit
 
 
 def _hsv_adjust(images, fn):
@@ -73,15 +73,20 @@ def elastic_warp(x: tf.Tensor, dy: tf.Tensor, dx: tf.Tensor) -> tf.Tensor:
 
 def elastic_transform(images, s, rng):
     alpha = 250 * [0.05, 0.065, 0.085, 0.1, 0.12][s]
-    x = unit(images)
-    h, w = x.shape[1], x.shape[2]
+    h, w = images.shape[1], images.shape[2]
     sigma = (h * 0.01, w * 0.01)
     max_d = h * 0.005
 
     noise = rng.uniform([h, w, 2], -max_d, max_d)  # dx and dy fields in one draw
     field = filters.skimage_gaussian(noise, sigma, mode="symmetric", truncate=3) * alpha
-    dx, dy = field[..., 0], field[..., 1]
-    return tf.clip_by_value(elastic_warp(x, dy, dx), 0, 1) * 255
+    return _elastic_warp_xla(images, field)
+
+
+# the warp's four gathers and blends fused: 20x faster than op by op
+@tf.function(jit_compile=True, autograph=False)
+def _elastic_warp_xla(images, field):
+    y = elastic_warp(unit(images), field[..., 1], field[..., 0])
+    return truncate(tf.clip_by_value(y, 0, 1) * 255)
 
 
 @functools.cache
@@ -114,54 +119,73 @@ PIXELATE = (0.6, 0.5, 0.4, 0.3, 0.25)
 
 
 @functools.cache
-def _pixelate_taps(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Box-down-then-nearest-up along an axis of length n as taps per full-size pixel.
+def _pixelate_axis(n: int, c: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pillow's BOX taps from n to int(n * c) pixels, and its NEAREST pick back to n pixels.
 
-    Pillow's NEAREST upsampling picks small pixel floor((i + 0.5) * small / n) for pixel i, so
-    composing it with the BOX taps of that small pixel gives taps [5, n, T] for every severity at
-    the same shape: one compiled kernel serves all five (zero weights pad T).
+    Pillow's NEAREST resize (ImagingScaleAffine) steps a float64 position by small / n from
+    small / (2n) and truncates it. Accumulated as there: at exact ties ((i + 0.5) * small / n an
+    integer) the floor of the product can pick the next pixel.
     """
-    per_severity = []
-    for c in PIXELATE:
-        small = int(n * c)
-        indices, weights = pil_box_taps(n, small)
-        pick = np.floor((np.arange(n) + 0.5) * (small / n)).astype(np.int64)
-        per_severity.append((indices[pick], weights[pick]))
-    width = max(i.shape[1] for i, _ in per_severity)
-    indices = np.stack([np.pad(i, [(0, 0), (0, width - i.shape[1])]) for i, _ in per_severity])
-    weights = np.stack([np.pad(w, [(0, 0), (0, width - w.shape[1])]) for _, w in per_severity])
-    return indices.astype(np.int32), weights.astype(np.float32)
+    small = int(n * c)
+    indices, weights = pil_box_taps(n, small)
+    step, position, pick = small / n, small / n * 0.5, []
+    for _ in range(n):
+        pick.append(int(position))
+        position += step
+    return indices, weights, np.array(pick, np.int32)
 
 
 def pixelate(images, s, rng):
-    rows, cols = (_pixelate_taps(n) for n in images.shape[1:3])
-    return _pixelate_xla(images, rows[0][s], rows[1][s], cols[0][s], cols[1][s])
+    return _pixelate_graph(images, PIXELATE[s])
 
 
-@tf.function(jit_compile=True)
-def _pixelate_xla(images, row_index, row_weight, col_index, col_weight):
-    # Pillow resizes horizontally then vertically, rounding to uint8 after each pass; the
-    # nearest upsampling is folded into the taps, so both passes run at full size
-    x = tf.cast(images, tf.float32)
-    out = 0.0
-    for t in range(col_index.shape[1]):
-        out += tf.gather(x, col_index[:, t], axis=2) * col_weight[None, None, :, t, None]
-    x = tf.floor(out + 0.5)
-    out = 0.0
-    for t in range(row_index.shape[1]):
-        out += tf.gather(x, row_index[:, t], axis=1) * row_weight[None, :, t, None, None]
-    return tf.cast(tf.floor(out + 0.5), tf.uint8)
+# Two XLA kernels per severity and image size, their taps built in: fused into one, XLA:CPU
+# recomputes each output pixel's box sum instead of reading it from the small image, 3x slower.
+# One graph function runs both: one dispatch from Python instead of two, 10-30% faster.
+@tf.function(autograph=False)
+def _pixelate_graph(images, c: float):
+    return _nearest_up_xla(_box_down_xla(images, c), tuple(images.shape[1:3]), c)
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _box_down_xla(images, c: float):
+    # Pillow resizes horizontally then vertically, rounding to uint8 after each pass
+    x = images
+    for axis in (2, 1):
+        index, weight, _ = _pixelate_axis(images.shape[axis], c)
+        weight = weight.reshape(weight.shape + (1,) * (3 - axis))  # broadcast over later axes
+        x = tf.cast(x, tf.float32)
+        x = tf.add_n(
+            [tf.gather(x, index[:, t], axis=axis) * weight[:, t] for t in range(index.shape[1])]
+        )
+        x = tf.cast(tf.floor(x + 0.5), tf.uint8)
+    return x
+
+
+@tf.function(jit_compile=True, autograph=False)
+def _nearest_up_xla(small, size: tuple[int, int], c: float):
+    # one gather of whole pixels (row and column picked together): faster than one per axis
+    rows, cols = (_pixelate_axis(n, c)[2] for n in size)
+    h, w, channels = small.shape[1:]
+    pixels = tf.reshape(small, [-1, h * w, channels])
+    picked = tf.gather(pixels, (rows[:, None] * w + cols[None, :]).ravel(), axis=1)
+    return tf.reshape(picked, [-1, *size, channels])
 
 
 def jpeg_compression(images, s, rng):
-    quality = [25, 18, 15, 10, 7][s]
+    return _jpeg_graph(images, tf.constant([25, 18, 15, 10, 7][s]))
 
-    # libjpeg(-turbo) per image, as Pillow does in the reference: no batched JPEG codec exists
+
+# libjpeg(-turbo) per image, as Pillow does in the reference (same bytes): no batched JPEG codec
+# exists. A graph function: no eager dispatch per image, and the images' round trips may run in
+# parallel on TF's inter-op threads; a known batch size unrolls them (tf.map_fn's loop costs more).
+@tf.function(autograph=False, reduce_retracing=True)
+def _jpeg_graph(images, quality):
     def roundtrip(image):
-        data = tf.io.encode_jpeg(image, quality=quality)
+        data = tf.raw_ops.EncodeJpegVariableQuality(images=image, quality=quality)
         return tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
 
-    if tf.executing_eagerly():  # eager tf.map_fn builds a loop per call: slower than Python's
-        return tf.stack([roundtrip(image) for image in images])
+    if images.shape[0] is not None:
+        return tf.stack([roundtrip(image) for image in tf.unstack(images)])
     spec = tf.TensorSpec(images.shape[1:], tf.uint8)
     return tf.map_fn(roundtrip, images, fn_output_signature=spec)

@@ -15,6 +15,7 @@ import tensorflow as tf
 from benchmarks.imagecorruptions_compat import load_imagecorruptions
 from evaluation import corruption_random
 from evaluation import corruptions as C
+from evaluation import corruptions_weather as weather
 from evaluation.corruptions_blur import clipped_zoom, shift_and_add_motion_blur
 from evaluation.corruptions_digital import elastic_warp
 
@@ -106,6 +107,48 @@ def test_elastic_warp_and_zoom_match_scipy(ref, image):
             ref[1].clipped_zoom(x, z),
             atol=1e-5,
         )
+
+
+def test_pixelate_bit_exact(ref, image):
+    # Pillow's BOX taps and its accumulated NEAREST positions (32 -> 20 -> 50 px has a tie)
+    wide = np.ascontiguousarray(np.concatenate([image, image[:, ::-1]], axis=1)[:, :50])
+    odd = np.random.default_rng(8).integers(0, 256, (45, 77, 3), dtype=np.uint8)
+    for img in (image, wide, odd):
+        for sev in C.SEVERITIES:
+            theirs = ref[0].corrupt(img, sev, "pixelate")
+            np.testing.assert_array_equal(C.corrupt(img, "pixelate", sev), theirs)
+
+
+def test_spatter_water_steps_match_opencv():
+    # the reference's OpenCV steps after the distance: blur, truncate, equalizeHist, the emboss
+    # filter2D saturated to uint8, blur rounded to uint8
+    cv2 = pytest.importorskip("cv2")
+    dist = np.random.default_rng(9).integers(0, 21, (3, 30, 41)).astype(np.float32)
+    dist[2] = 7  # flat: equalizeHist keeps it
+    box = tf.floor(weather._box3(tf.constant(dist)) / 9)
+    np.testing.assert_array_equal(box, [cv2.blur(d, (3, 3)).astype(np.uint8) for d in dist])
+    eq = weather._equalize_hist(box)
+    np.testing.assert_array_equal(eq, [cv2.equalizeHist(np.uint8(b)) for b in box.numpy()])
+    emboss = weather._emboss(eq)
+    kernel = weather.EMBOSS.astype(np.float32)
+    theirs = [cv2.filter2D(np.uint8(e), cv2.CV_8U, kernel) for e in eq.numpy()]
+    np.testing.assert_array_equal(emboss, theirs)
+    blurred = tf.round(weather._box3(emboss) / 9)
+    np.testing.assert_array_equal(blurred, [cv2.blur(np.uint8(e), (3, 3)) for e in emboss.numpy()])
+
+
+def test_draws_are_per_element_and_normal():
+    # an image's k-th number does not depend on how many are drawn (odd counts too)
+    from scipy import stats
+
+    seeds = corruption_random.image_seeds(4, 3)
+    for draw in ("uniform", "normal"):
+        few = getattr(corruption_random.ImageRandom(seeds, 5), draw)([7]).numpy()
+        many = getattr(corruption_random.ImageRandom(seeds, 5), draw)([4, 3]).numpy()
+        np.testing.assert_array_equal(few, many.reshape(3, -1)[:, :7])
+    # Box-Muller with the polynomial cosine: N(0, 1) by a Kolmogorov-Smirnov test on 2**20 draws
+    z = corruption_random.ImageRandom(seeds[:1], 6).normal([1 << 20]).numpy().ravel()
+    assert stats.kstest(z, "norm").pvalue > 0.01
 
 
 def test_seeded_any_size_and_grayscale():

@@ -129,9 +129,9 @@ def jensen_shannon_loss(labels, logits_clean, logits_aug1, logits_aug2, weight: 
         The scalar loss.
     """
     ops = keras.ops
+    dtype = keras.backend.result_type(logits_clean.dtype, "float32")  # float16 -> 32, float64 kept
     probs = [
-        ops.softmax(ops.cast(x, "float32"), axis=-1)
-        for x in (logits_clean, logits_aug1, logits_aug2)
+        ops.softmax(ops.cast(x, dtype), axis=-1) for x in (logits_clean, logits_aug1, logits_aug2)
     ]
     log_mixture = ops.log(ops.clip((probs[0] + probs[1] + probs[2]) / 3.0, 1e-7, 1.0))
     js = (

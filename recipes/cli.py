@@ -119,7 +119,7 @@ def recipe_parser(
         "--mixed-precision",
         choices=("auto", "on", "off"),
         default="auto",
-        help="auto: mixed_float16 when a GPU is visible",
+        help="auto: mixed_float16 when a GPU is visible; off: Keras' floatx (float32 by default)",
     )
     p.add_argument(
         "--strategy",

@@ -30,6 +30,14 @@ def _correct(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.cast(hits, tf.float32))
 
 
+def _sums(mean_loss: tf.Tensor, labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """[loss sum, correct predictions, examples] of a replica batch, float32 under any policy."""
+    count = tf.cast(tf.shape(labels)[0], tf.float32)
+    # An empty slice (the last batch over many replicas) adds zeros, not NaN.
+    loss_sum = tf.math.multiply_no_nan(tf.cast(mean_loss, tf.float32), count)
+    return tf.stack([loss_sum, _correct(labels, logits), count])
+
+
 class TrainingLoop:
     """Compiled distributed train and validation steps for one model and optimizer.
 
@@ -59,24 +67,21 @@ class TrainingLoop:
 
         def replica_train_step(batch) -> tf.Tensor:
             inputs, labels = batch
-            count = tf.cast(tf.shape(labels)[0], tf.float32)
             with tf.GradientTape() as tape:
                 mean_loss, logits = objective(model, inputs, labels)
+                count = tf.cast(tf.shape(labels)[0], mean_loss.dtype)
                 loss = mean_loss * count / global_batch
                 if model.losses:
                     loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
                 scaled = optimizer.scale_loss(loss)
             variables = model.trainable_variables
             optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables, strict=True))
-            return tf.stack([mean_loss * count, _correct(labels, logits), count])
+            return _sums(mean_loss, labels, logits)
 
         def replica_test_step(batch) -> tf.Tensor:
             images, labels = batch
             logits = model(images, training=False)
-            count = tf.cast(tf.shape(labels)[0], tf.float32)
-            # An empty slice (the last batch over many replicas) adds zeros, not NaN.
-            loss = tf.math.multiply_no_nan(cross_entropy(labels, logits), count)
-            return tf.stack([loss, _correct(labels, logits), count])
+            return _sums(cross_entropy(labels, logits), labels, logits)
 
         train_step = tf.function(replica_train_step, jit_compile=jit_compile, reduce_retracing=True)
         test_step = tf.function(replica_test_step, reduce_retracing=True)

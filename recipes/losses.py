@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import keras
 import tensorflow as tf
 from keras import ops
 
@@ -18,20 +19,21 @@ _NOISE_STREAM = 1503
 
 
 def stability_loss(clean_logits, noisy_logits):
-    """Per-example KL(p_clean || p_noisy) of the softmax distributions, in float32.
+    """Per-example KL(p_clean || p_noisy) of the softmax distributions, in float32 or wider.
 
     Computed from log-softmax (no log of a rounded-to-zero probability):
     sum_k p_k (log p_k - log q_k), p = softmax(clean), q = softmax(noisy).
 
     Args:
-        clean_logits: [B, K] logits of the clean batch (float16 is cast to float32).
+        clean_logits: [B, K] logits of the clean batch (float16 is cast to float32, float64 kept).
         noisy_logits: [B, K] logits of the same batch with noise added.
 
     Returns:
-        float32 [B], >= 0 (up to rounding); multiply the mean by alpha (0.01 in the paper).
+        [B], >= 0 (up to rounding); multiply the mean by alpha (0.01 in the paper).
     """
-    log_p = ops.log_softmax(ops.cast(clean_logits, "float32"), axis=-1)
-    log_q = ops.log_softmax(ops.cast(noisy_logits, "float32"), axis=-1)
+    dtype = keras.backend.result_type(clean_logits.dtype, "float32")
+    log_p = ops.log_softmax(ops.cast(clean_logits, dtype), axis=-1)
+    log_q = ops.log_softmax(ops.cast(noisy_logits, dtype), axis=-1)
     return ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1)
 
 

@@ -9,7 +9,7 @@ checkpoints do not fit it; and Keras has no ResNet-18. Here (torchvision "v1.5")
 - convs have no bias, BatchNorm uses epsilon 1e-5 and momentum 0.9 (torch's momentum 0.1);
 - layer names are torchvision's module names ("conv1", "bn1", "layer1.0.conv1",
   "layer1.0.downsample.0", "fc"), so `recipes.weights` maps checkpoint keys onto layers by name;
-- the classifier "fc" computes in float32 under mixed precision.
+- the classifier "fc" computes in floatx (float32) under mixed precision.
 
 `antialias=k` inserts `layers.BlurPool2D(filter_size=k)` where antialiased-cnns' ResNets do
 (`pool_only`): stem max-pool 2x2 at stride 1 then blur; in a strided block the strided conv runs
@@ -195,9 +195,9 @@ def build_resnet(
             x = block(x, planes, stride, antialias, f"layer{stage + 1}.{index}")
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
-        # float32 head: softmax/logits stay accurate under mixed_float16.
+        # floatx (float32) head: softmax/logits stay accurate under mixed_float16.
         x = keras.layers.Dense(
-            num_classes, activation=classifier_activation, dtype="float32", name="fc"
+            num_classes, activation=classifier_activation, dtype=keras.config.floatx(), name="fc"
         )(x)
     elif pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)

@@ -27,7 +27,7 @@ def plain_cnn(
     """Conv-BN-ReLU-MaxPool blocks, then flatten and a dense head named `fc` (logits)."""
     inputs = keras.Input(input_shape, name="image")
     x = keras.layers.Flatten(name="flatten")(_features(inputs, widths))
-    outputs = keras.layers.Dense(num_classes, dtype="float32", name=HEAD_LAYER)(x)
+    outputs = keras.layers.Dense(num_classes, dtype=keras.config.floatx(), name=HEAD_LAYER)(x)
     return keras.Model(inputs, outputs, name="cnn")
 
 
@@ -37,5 +37,5 @@ def gap_cnn(
     """The same blocks, then global average pooling and a dense head named `fc` (logits)."""
     inputs = keras.Input(input_shape, name="image")
     x = keras.layers.GlobalAveragePooling2D(name="gap")(_features(inputs, widths))
-    outputs = keras.layers.Dense(num_classes, dtype="float32", name=HEAD_LAYER)(x)
+    outputs = keras.layers.Dense(num_classes, dtype=keras.config.floatx(), name=HEAD_LAYER)(x)
     return keras.Model(inputs, outputs, name="cnn_gap")

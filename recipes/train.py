@@ -77,12 +77,16 @@ class TrainConfig:
 def configure_precision(mode: str) -> str:
     """Sets the global dtype policy: `auto` is mixed_float16 when a GPU is visible.
 
+    Without mixed precision the policy is Keras' floatx: float32, or float64 where keras.json says
+    so (the multi-worker equality test trains in float64 to see past float32 rounding).
+
     Returns:
         The policy name in force.
     """
-    choices = {"on": "mixed_float16", "off": "float32"}
+    choices = {"on": "mixed_float16", "off": keras.config.floatx()}
     if mode == "auto":
-        choices["auto"] = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+        gpu = tf.config.list_physical_devices("GPU")
+        choices["auto"] = "mixed_float16" if gpu else keras.config.floatx()
     if mode not in choices:
         raise ValueError(f"mixed_precision must be one of ['auto', 'on', 'off'], got {mode!r}")
     keras.mixed_precision.set_global_policy(choices[mode])

@@ -9,8 +9,8 @@ imgaug reads as a discrete choice. Each element is augmented by a copy of the au
 (recursively, ``seed_``) with the element's seed, so parallel and sequential runs agree.
 
 Known failures of the fork on NumPy 2 (checked in the tests): ``iaa.RandAugment`` raises, so it is
-not offered; ``pillike.Autocontrast`` fails with its default ``cutoff``, so ``cutoff`` defaults
-to 0 here.
+not offered; ``pillike.Autocontrast`` fails on every ``cutoff`` > 0 (its default draws 0..20), so
+``cutoff`` defaults to 0 here.
 """
 
 from __future__ import annotations

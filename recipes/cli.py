@@ -244,6 +244,9 @@ def check_config(config, restart: bool) -> None:
     with user_errors(prefix="--suite: "):
         if config.suite:
             parse_suites(config.suite)
+    if config.mixed_precision != "on":
+        with user_errors(prefix=f"--mixed-precision {config.mixed_precision}: "):
+            train.full_precision()
     _check_cluster(config)
     if config.weights is not None and config.pretrain != "none":
         if config.weights in weights.known_weights():

@@ -74,6 +74,24 @@ class TrainConfig:
     out: str = "runs/run"
 
 
+FULL_PRECISIONS = ("float32", "float64")
+
+
+def full_precision() -> str:
+    """Keras' floatx, the policy without mixed precision.
+
+    Raises:
+        ValueError: floatx is a half precision (its weights would underflow without loss scaling).
+    """
+    floatx = keras.config.floatx()
+    if floatx not in FULL_PRECISIONS:
+        raise ValueError(
+            f"keras.json floatx must be one of {list(FULL_PRECISIONS)} to train, got {floatx!r}; "
+            "for float16 use --mixed-precision on"
+        )
+    return floatx
+
+
 def configure_precision(mode: str) -> str:
     """Sets the global dtype policy: `auto` is mixed_float16 when a GPU is visible.
 
@@ -83,14 +101,12 @@ def configure_precision(mode: str) -> str:
     Returns:
         The policy name in force.
     """
-    choices = {"on": "mixed_float16", "off": keras.config.floatx()}
-    if mode == "auto":
-        gpu = tf.config.list_physical_devices("GPU")
-        choices["auto"] = "mixed_float16" if gpu else keras.config.floatx()
-    if mode not in choices:
+    if mode not in ("auto", "on", "off"):
         raise ValueError(f"mixed_precision must be one of ['auto', 'on', 'off'], got {mode!r}")
-    keras.mixed_precision.set_global_policy(choices[mode])
-    return choices[mode]
+    mixed = mode == "on" or (mode == "auto" and bool(tf.config.list_physical_devices("GPU")))
+    policy = "mixed_float16" if mixed else full_precision()
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
 
 
 _STRATEGIES: dict[tuple, tf.distribute.Strategy] = {}

@@ -127,6 +127,19 @@ def test_each_mistake_is_one_error_line_and_writes_nothing(
     assert not (tmp_path / "keras-home").exists()
 
 
+def test_a_half_precision_floatx_is_refused_before_any_work(files, tmp_path, capsys):
+    keras.config.set_floatx("float16")  # as a keras.json with "floatx": "float16" would
+    try:
+        out = tmp_path / "out" / "run"
+        arguments = [*_fill(PATHMNIST, files), "--mixed-precision", "off", "--out", str(out)]
+        code = pathmnist.main(arguments)
+    finally:
+        keras.config.set_floatx("float32")
+    expected = "--mixed-precision off: keras.json floatx must be one of ['float32', 'float64']"
+    assert_one_error(capsys, code, expected)
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_unwritable_output_is_refused_before_any_work(files, capsys):
     for target in (files / "a_file", files / "a_file" / "below"):
         code = pathmnist.main([*_fill(PATHMNIST, files), "--out", str(target)])

@@ -81,6 +81,20 @@ def test_unknown_precision_is_refused_with_the_allowed_values():
     assert "['auto', 'on', 'off']" in str(error.value)
 
 
+def test_half_precision_floatx_is_refused_without_mixed_precision():
+    policy = keras.config.dtype_policy()
+    keras.config.set_floatx("float16")
+    try:
+        with pytest.raises(ValueError, match="floatx must be one of \\['float32', 'float64'\\]"):
+            train.configure_precision("off")
+        assert train.configure_precision("on") == "mixed_float16"
+    finally:
+        keras.config.set_floatx("float32")
+        keras.config.set_dtype_policy(policy)
+    assert train.configure_precision("off") == "float32"
+    keras.config.set_dtype_policy(policy)
+
+
 def test_unknown_schedule_is_refused():
     with pytest.raises(
         ValueError, match=r"schedule must be one of \['constant', 'cosine', 'step'\]"
